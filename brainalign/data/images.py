@@ -1,0 +1,71 @@
+"""Stimulus images in the THINGS layout and the study's evaluation transform.
+
+Layout (things-format.md §7.2): `<images_dir>/object_images/<concept>/<stimulus>`, where `concept` is the
+stimulus name without its `_<NN><letter>.jpg` suffix (`stimulus.rsplit('_', 1)[0]`). A folder that is itself
+named `object_images` may be given directly.
+
+Evaluation transform (study.md §5): convert to RGB -> resize the shorter side to R (bilinear, antialiased
+when shrinking, as torchvision's Resize on PIL images) -> centre crop R x R -> [0, 1] -> normalise with the
+training set's per-channel mean and std.
+"""
+import os
+import pathlib
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+
+def concept_of(stimulus: str) -> str:
+  """'ankle_boot13_01b.jpg' -> 'ankle_boot13' (never a prefix match: 'ant' != 'anteater')."""
+  return stimulus.rsplit("_", 1)[0]
+
+
+def stimulus_paths(images_dir: str | os.PathLike, stimuli: Sequence[str]) -> list[pathlib.Path]:
+  """Paths of `stimuli` under a THINGS image folder; FileNotFoundError listing every missing image.
+
+  Args:
+    images_dir: folder containing `object_images/` (or the `object_images` folder itself).
+    stimuli: stimulus file names, e.g. 'acorn_01b.jpg'.
+  """
+  root = pathlib.Path(images_dir)
+  if not root.is_dir():
+    raise FileNotFoundError(f"Stimulus image folder {root} does not exist")
+  if (root / "object_images").is_dir():
+    root = root / "object_images"
+  paths = [root / concept_of(s) / s for s in stimuli]
+  missing = [str(p) for p in paths if not p.is_file()]
+  if missing:
+    shown = "\n  ".join(missing[:10])
+    raise FileNotFoundError(f"{len(missing)} of {len(paths)} stimulus images are missing under {root} "
+                            f"(expected layout object_images/<concept>/<stimulus>), e.g.:\n  {shown}")
+  return paths
+
+
+def resize_shorter_and_crop(image: Image.Image, size: int) -> Image.Image:
+  """torchvision Resize(size) (bilinear, antialiased) then CenterCrop(size), on a PIL RGB image."""
+  w, h = image.size
+  if w <= h:
+    new_w, new_h = size, int(size * h / w)
+  else:
+    new_w, new_h = int(size * w / h), size
+  image = image.resize((new_w, new_h), Image.BILINEAR)
+  top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
+  return image.crop((left, top, left + size, top + size))
+
+
+def load_images(paths: Sequence[os.PathLike], size: int) -> np.ndarray:
+  """Reads and transforms images to float32 [n, size, size, 3] in [0, 1] (not yet normalised)."""
+  out = np.empty((len(paths), size, size, 3), np.float32)
+  for k, p in enumerate(paths):        # host-side I/O, once per run and resolution
+    try:
+      with Image.open(p) as im:
+        out[k] = np.asarray(resize_shorter_and_crop(im.convert("RGB"), size), np.float32) / 255.0
+    except OSError as e:
+      raise OSError(f"Cannot read stimulus image {p}: {e}") from e
+  return out
+
+
+def normalize(images: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+  """[..., 3] in [0, 1] -> (x - mean) / std, float32."""
+  return ((images - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)).astype(np.float32)

@@ -1,0 +1,530 @@
+"""Load THINGS-fMRI single-trial responses (``betas_csv`` release) and build the study's brain RDMs.
+
+Files per subject (``things-format.md`` §3–§6; written for tests by ``things_writer``):
+
+* ``sub-XX_ResponseData.h5``: pandas fixed-format store; the data are the HDF5 dataset
+  ``ResponseData/block0_values`` of shape ``[n_vox, n_trials]`` (rows in ``voxel_id`` order, columns
+  in ``trial_id`` order). It is read with h5py, ROI rows only: the whole table of a subject is
+  ≈16.6 GB and is never loaded.
+* ``sub-XX_StimulusMetadata.csv``: ``[n_trials]`` rows, ``trial_id`` = row number = column of the
+  responses.
+* ``sub-XX_VoxelMetadata.csv``: ``[n_vox]`` rows with 0/1 ROI mask columns.
+
+The study's recipe (``study.md`` §7), implemented by ``load_things_fmri``:
+
+1. per subject, the train trials; per concept (sorted alphabetically) the alphabetically first
+   stimulus, i.e. exemplar ``_01`` (720 concepts → 720 trials, all from one session);
+2. per ROI (``ROI_DEFINITIONS``: a union of mask columns, e.g. LOC = lLOC ∪ rLOC), the voxel rows;
+3. z-score each voxel across ALL trials, then take the selected trial columns → patterns ``[n, v]``;
+4. RDM = 1 − Pearson correlation across voxels (``correlation_rdm``), kept as its strict upper
+   triangle ``[P]``, ``P = n (n − 1) / 2``, in ``np.triu_indices(n, k=1)`` order.
+
+The reference implementation's file names (``sub-XX_task-things_voxel-wise-responses.h5`` …) are
+accepted as well (``find_subject_files``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+from typing import Mapping, Sequence
+
+import h5py
+import numpy as np
+import pandas as pd
+from absl import logging
+
+from brainalign.data.things_writer import ROI_COLUMNS, SubjectFiles, subject_file_names
+
+__all__ = [
+    "ROI_DEFINITIONS",
+    "SUBJECTS",
+    "ThingsFormatError",
+    "SubjectFiles",
+    "find_subject_files",
+    "read_stimulus_metadata",
+    "read_voxel_metadata",
+    "roi_voxel_rows",
+    "read_voxel_rows",
+    "zscore",
+    "select_first_exemplars",
+    "correlation_rdm",
+    "BrainData",
+    "load_things_fmri",
+    "cross_run_mask",
+]
+
+#: Study ROI name -> VoxelMetadata mask columns whose union defines it (study.md §7.4).
+ROI_DEFINITIONS: dict[str, tuple[str, ...]] = {
+    "V1": ("V1",),
+    "V2": ("V2",),
+    "V3": ("V3",),
+    "hV4": ("hV4",),
+    "LOC": ("lLOC", "rLOC"),
+    "IT": ("IT",),
+}
+SUBJECTS = ("sub-01", "sub-02", "sub-03")
+
+_DATASET = "ResponseData/block0_values"
+_STIMULUS_REQUIRED = {
+    "trial_type": "string",
+    "session": "integer",
+    "run": "integer",
+    "trial_id": "integer",
+    "stimulus": "string",
+}
+# Voxel rows read (and z-scored) at a time: bounds memory to ~80 MB for 9,840 float64 trials.
+_CHUNK_ROWS = 1024
+
+
+class ThingsFormatError(ValueError):
+    """A THINGS-fMRI file does not have the expected structure or content.
+
+    Every message names the file, the field/column and what was expected.
+    """
+
+
+def _abbrev(items: Sequence, limit: int = 10) -> str:
+    items = list(items)
+    head = ", ".join(repr(x) if isinstance(x, str) else str(x) for x in items[:limit])
+    return head + (f", … ({len(items)} in all)" if len(items) > limit else "")
+
+
+def find_subject_files(betas_dir: str | os.PathLike, subject: str) -> SubjectFiles:
+    """Locate a subject's three files in ``betas_dir`` (or in ``betas_dir/betas_csv``).
+
+    The public names (``sub-01_ResponseData.h5``, …) are preferred; otherwise the reference
+    implementation's names (``sub-01_task-things_voxel-wise-responses.h5``, …). A name set counts only
+    when all three of its files exist.
+
+    Raises:
+      FileNotFoundError: no complete name set; the message lists every path tried and which exist.
+    """
+    root = pathlib.Path(betas_dir)
+    folders = [root]
+    if (root / "betas_csv").is_dir():
+        folders.append(root / "betas_csv")
+    tried = []
+    for folder in folders:
+        for name_set in ("public", "reference"):
+            paths = [folder / name for name in subject_file_names(subject, name_set)]
+            if all(p.is_file() for p in paths):
+                return SubjectFiles(subject, *paths)
+            tried.extend(paths)
+    listing = "\n".join(f"  {p} ({'exists' if p.is_file() else 'missing'})" for p in tried)
+    raise FileNotFoundError(
+        f"THINGS-fMRI files of {subject} not found under {root}: need all three files of the public "
+        f"or the reference name set. Paths tried:\n{listing}")
+
+
+def _read_csv(path: str | os.PathLike, what: str) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except FileNotFoundError:
+        raise
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise ThingsFormatError(f"{path}: cannot parse {what} CSV: {e}") from e
+
+
+def read_stimulus_metadata(path: str | os.PathLike) -> pd.DataFrame:
+    """Read and check ``sub-XX_StimulusMetadata.csv``.
+
+    Checks that the columns ``trial_type, session, run, trial_id, stimulus`` exist, are complete and
+    have the expected types (integers / strings), and that ``trial_id`` equals the row number (it is
+    the column index of the responses). When ``concept`` is absent (v1 release) it is added as
+    ``stimulus.rsplit('_', 1)[0]``.
+
+    Returns:
+      DataFrame ``[n_trials, ≥ 6]`` with a RangeIndex.
+    """
+    df = _read_csv(path, "StimulusMetadata")
+    missing = [c for c in _STIMULUS_REQUIRED if c not in df.columns]
+    if missing:
+        raise ThingsFormatError(
+            f"{path}: StimulusMetadata lacks column(s) {missing}; expected at least "
+            f"{list(_STIMULUS_REQUIRED)} (found {list(df.columns)})")
+    for col, kind in _STIMULUS_REQUIRED.items():
+        if df[col].isna().any():
+            rows = np.flatnonzero(df[col].isna().to_numpy())
+            raise ThingsFormatError(f"{path}: column {col!r} has empty values in rows {_abbrev(rows)}")
+        ok = (pd.api.types.is_integer_dtype(df[col]) if kind == "integer"
+              else pd.api.types.is_string_dtype(df[col]) or df[col].dtype == object)
+        if not ok:
+            raise ThingsFormatError(f"{path}: column {col!r} must hold {kind} values, got dtype {df[col].dtype}")
+    trial_id = df["trial_id"].to_numpy()
+    bad = np.flatnonzero(trial_id != np.arange(len(df)))
+    if bad.size:
+        i = int(bad[0])
+        raise ThingsFormatError(
+            f"{path}: column 'trial_id' must equal the row number 0…{len(df) - 1} (it indexes the "
+            f"ResponseData columns); row {i} has trial_id {int(trial_id[i])}")
+    derived = df["stimulus"].astype(str).str.rsplit("_", n=1).str[0]
+    if "concept" not in df.columns:
+        df["concept"] = derived
+    else:
+        mismatch = np.flatnonzero(df["concept"].astype(str).to_numpy() != derived.to_numpy())
+        if mismatch.size:
+            logging.warning("%s: %d rows whose concept differs from stimulus.rsplit('_', 1)[0], e.g. "
+                            "row %d (%r, %r); selection uses the concept column", path, mismatch.size,
+                            mismatch[0], df["concept"].iloc[mismatch[0]], df["stimulus"].iloc[mismatch[0]])
+    return df
+
+
+def read_voxel_metadata(path: str | os.PathLike) -> pd.DataFrame:
+    """Read ``sub-XX_VoxelMetadata.csv`` with a real CSV parser (two Glasser names contain newlines).
+
+    Checks that ``voxel_id`` exists and equals the row number (= the ResponseData row).
+
+    Returns:
+      DataFrame ``[n_vox, 222]`` (v2) or ``[n_vox, 41]`` (v1).
+    """
+    df = _read_csv(path, "VoxelMetadata")
+    if "voxel_id" not in df.columns:
+        raise ThingsFormatError(f"{path}: VoxelMetadata lacks column 'voxel_id' (found {_abbrev(df.columns)})")
+    vid = df["voxel_id"].to_numpy()
+    if not pd.api.types.is_integer_dtype(df["voxel_id"]) or not np.array_equal(vid, np.arange(len(df))):
+        raise ThingsFormatError(
+            f"{path}: column 'voxel_id' must equal the row number 0…{len(df) - 1} "
+            f"(the ResponseData row); got {_abbrev(vid, 5)}")
+    return df
+
+
+def roi_voxel_rows(voxel_metadata: pd.DataFrame, columns: Sequence[str], *,
+                   path: str | os.PathLike | None = None) -> np.ndarray:
+    """Rows of the voxels in the union of the 0/1 mask ``columns`` (e.g. ``('lLOC', 'rLOC')``).
+
+    Returns:
+      ``[v]`` int64, sorted ascending (the order h5py row selection needs).
+
+    Raises:
+      ThingsFormatError: a column is missing (the message lists the ROI columns available), holds
+        values other than 0/1, or the union is empty.
+    """
+    where = path if path is not None else "VoxelMetadata"
+    if isinstance(columns, str):
+        columns = (columns,)
+    if not columns:
+        raise ValueError("roi_voxel_rows needs at least one mask column")
+    missing = [c for c in columns if c not in voxel_metadata.columns]
+    if missing:
+        available = [c for c in voxel_metadata.columns if c in ROI_COLUMNS]
+        hint = " (IT exists only in the v2 release; v1 has 41 columns)" if "IT" in missing else ""
+        raise ThingsFormatError(
+            f"{where}: ROI column(s) {missing} not found{hint}; available ROI columns: {available}")
+    mask = np.zeros(len(voxel_metadata), dtype=bool)
+    for c in columns:
+        values = voxel_metadata[c].to_numpy()
+        if not np.isin(values, (0, 1)).all():
+            raise ThingsFormatError(f"{where}: ROI column {c!r} must hold 0/1, got {_abbrev(np.unique(values), 5)}")
+        mask |= values == 1
+    rows = np.flatnonzero(mask).astype(np.int64)
+    if rows.size == 0:
+        raise ThingsFormatError(f"{where}: ROI {'|'.join(columns)} has no voxels (all of {list(columns)} are 0)")
+    return rows
+
+
+def read_voxel_rows(h5_path: str | os.PathLike, rows: np.ndarray, *, n_trials: int | None = None,
+                    n_voxels: int | None = None) -> np.ndarray:
+    """Read the responses of some voxels from ``ResponseData/block0_values`` with h5py.
+
+    Only the requested rows are read (contiguous runs of rows as slices); rows may be given in any
+    order and are returned in that order.
+
+    Args:
+      h5_path: the ResponseData HDF5 file.
+      rows: ``[v]`` voxel rows (= voxel_id).
+      n_trials: expected number of columns (trials); checked when given.
+      n_voxels: expected number of rows (voxels) of the dataset; checked when given.
+
+    Returns:
+      ``[v, n_trials]`` float64 (the stored dtype is not assumed).
+
+    Raises:
+      ThingsFormatError: unreadable/truncated file, missing dataset, wrong shape, rows out of range, or
+        any non-finite value in the requested rows (the message names the file and voxel ids).
+    """
+    rows = np.asarray(rows)
+    if rows.ndim != 1 or not np.issubdtype(rows.dtype, np.integer):
+        raise ValueError(f"rows must be a 1-D integer array, got shape {rows.shape}, dtype {rows.dtype}")
+    rows = rows.astype(np.int64)
+    uniq, inverse = np.unique(rows, return_inverse=True)
+    try:
+        with h5py.File(h5_path, "r") as f:
+            if _DATASET not in f:
+                raise ThingsFormatError(
+                    f"{h5_path}: HDF5 dataset {_DATASET!r} not found (top-level nodes: {list(f.keys())}); "
+                    f"expected the pandas fixed-format store of the THINGS ResponseData table")
+            dset = f[_DATASET]
+            if dset.ndim != 2:
+                raise ThingsFormatError(f"{h5_path}: {_DATASET} must be 2-D [voxels, trials], got shape {dset.shape}")
+            if not np.issubdtype(dset.dtype, np.number):
+                raise ThingsFormatError(f"{h5_path}: {_DATASET} must be numeric, got dtype {dset.dtype}")
+            n_vox_file, n_trials_file = dset.shape
+            if n_trials is not None and n_trials_file != n_trials:
+                raise ThingsFormatError(
+                    f"{h5_path}: {_DATASET} has {n_trials_file} trial columns, expected {n_trials} "
+                    f"(rows of the StimulusMetadata)")
+            if n_voxels is not None and n_vox_file != n_voxels:
+                raise ThingsFormatError(
+                    f"{h5_path}: {_DATASET} has {n_vox_file} voxel rows, expected {n_voxels} "
+                    f"(rows of the VoxelMetadata)")
+            if uniq.size and (uniq[0] < 0 or uniq[-1] >= n_vox_file):
+                raise ThingsFormatError(
+                    f"{h5_path}: voxel rows must lie in 0…{n_vox_file - 1}; requested {int(uniq[0])}…{int(uniq[-1])}")
+            out = np.empty((uniq.size, n_trials_file), dtype=np.float64)
+            # Split the sorted rows into runs of consecutive indices; read each run as one slice.
+            breaks = np.flatnonzero(np.diff(uniq) != 1) + 1
+            starts = np.concatenate([[0], breaks])
+            ends = np.concatenate([breaks, [uniq.size]])
+            for s, e in zip(starts, ends):
+                if s < e:
+                    out[s:e] = dset[int(uniq[s]):int(uniq[e - 1]) + 1, :]
+    except OSError as e:
+        raise ThingsFormatError(
+            f"{h5_path}: cannot read the ResponseData HDF5 file (truncated or corrupt?): {e}") from e
+    bad = ~np.isfinite(out)
+    if bad.any():
+        bad_rows = np.flatnonzero(bad.any(axis=1))
+        raise ThingsFormatError(
+            f"{h5_path}: non-finite (NaN/inf) responses in {_DATASET} for voxel_id(s) "
+            f"{_abbrev(uniq[bad_rows].tolist())} ({int(bad.sum())} values); expected finite values")
+    return out[inverse]
+
+
+def zscore(x: np.ndarray, axis: int = 1, *, labels: Sequence | None = None,
+           source: str | None = None) -> np.ndarray:
+    """Z-score ``x`` along ``axis`` (population std, ddof=0).
+
+    For responses ``[v, n_trials]`` with ``axis=1`` this standardises each voxel across trials.
+
+    Args:
+      x: array; ``labels`` (optional) names its entries along the other axis (e.g. voxel ids) and
+        ``source`` (optional) the file, both used in error messages.
+
+    Returns:
+      float64 array of ``x``'s shape.
+
+    Raises:
+      ThingsFormatError: an entry has zero variance (or non-finite values); the message names it.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    mean = x.mean(axis=axis, keepdims=True)
+    std = x.std(axis=axis, keepdims=True)
+    bad = ~(np.isfinite(std) & (std > 0))
+    if bad.any():
+        idx = np.flatnonzero(np.squeeze(bad, axis=axis))  # flat index over the other axes
+        names = [labels[i] for i in idx] if labels is not None else idx.tolist()
+        where = f"{source}: " if source else ""
+        raise ThingsFormatError(
+            f"{where}cannot z-score: zero variance (constant) or non-finite values along axis {axis} "
+            f"for {'voxel_id' if labels is not None else 'index'}(s) {_abbrev(names)}")
+    return (x - mean) / std
+
+
+def select_first_exemplars(stimulus_metadata: pd.DataFrame, *,
+                           path: str | os.PathLike | None = None) -> pd.DataFrame:
+    """The study's stimulus selection: per train concept the alphabetically first stimulus.
+
+    Train trials only; concepts sorted in Python string order (code points); for each concept the
+    minimum ``stimulus`` among its train trials (exemplar ``_01`` in the release), which must have been
+    shown exactly once. Trials are matched by the ``concept`` column, never by name prefix.
+
+    Returns:
+      DataFrame ``[n_concepts]`` with columns ``trial_id, stimulus, concept, session, run`` in concept
+      order (RangeIndex).
+    """
+    where = path if path is not None else "StimulusMetadata"
+    md = stimulus_metadata
+    if "concept" not in md.columns:
+        md = md.assign(concept=md["stimulus"].astype(str).str.rsplit("_", n=1).str[0])
+    train = md[md["trial_type"] == "train"]
+    if train.empty:
+        raise ThingsFormatError(f"{where}: no rows with trial_type == 'train'")
+    first: dict[str, str] = {}
+    for concept, stim in zip(train["concept"].astype(str), train["stimulus"].astype(str)):
+        if concept not in first or stim < first[concept]:
+            first[concept] = stim
+    concepts = sorted(first)
+    stim_col = train["stimulus"].astype(str).to_numpy()
+    concept_col = train["concept"].astype(str).to_numpy()
+    records = []
+    for concept in concepts:
+        hits = np.flatnonzero((concept_col == concept) & (stim_col == first[concept]))
+        if hits.size != 1:
+            raise ThingsFormatError(
+                f"{where}: stimulus {first[concept]!r} (first exemplar of concept {concept!r}) appears in "
+                f"{hits.size} train trials (trial_id {_abbrev(train['trial_id'].to_numpy()[hits].tolist())}); "
+                f"expected exactly one")
+        row = train.iloc[int(hits[0])]
+        records.append((int(row["trial_id"]), first[concept], concept, int(row["session"]), int(row["run"])))
+    out = pd.DataFrame(records, columns=["trial_id", "stimulus", "concept", "session", "run"])
+    for col in ("trial_id", "session", "run"):
+        out[col] = out[col].astype(np.int64)
+    return out
+
+
+def correlation_rdm(patterns: np.ndarray) -> np.ndarray:
+    """Correlation-distance RDM: ``1 - Pearson r`` between rows.
+
+    Args:
+      patterns: ``[n, v]`` (stimuli × voxels/features).
+
+    Returns:
+      ``[n, n]`` float64, symmetric, zero diagonal; equal (to rounding) to
+      ``scipy.spatial.distance.squareform(pdist(patterns, 'correlation'))``.
+
+    Raises:
+      ValueError: a row is constant or non-finite (its correlation is undefined; SciPy would give NaN).
+    """
+    x = np.asarray(patterns, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"patterns must be 2-D [n, v], got shape {x.shape}")
+    x = x - x.mean(axis=1, keepdims=True)
+    norm = np.linalg.norm(x, axis=1)
+    bad = np.flatnonzero(~(np.isfinite(norm) & (norm > 0)))
+    if bad.size:
+        raise ValueError(f"correlation RDM undefined: rows {_abbrev(bad.tolist())} are constant or non-finite")
+    x /= norm[:, None]
+    rdm = 1.0 - x @ x.T
+    rdm = 0.5 * (rdm + rdm.T)
+    np.fill_diagonal(rdm, 0.0)
+    return rdm
+
+
+@dataclasses.dataclass(frozen=True)
+class BrainData:
+    """Brain RDMs of several subjects and ROIs over one common stimulus list.
+
+    Attributes:
+      rdm_vectors: ``[S, R, P]`` float64 strict upper triangles (``np.triu_indices(n, k=1)`` order),
+        ``P = n (n − 1) / 2``.
+      subjects: ``[S]`` subject ids.
+      rois: ``[R]`` ROI names.
+      stimuli: ``[n]`` selected stimulus file names in RDM row order (identical for all subjects).
+      concepts: ``[n]`` their concepts (sorted).
+      runs: ``[S, n]`` int64 ``session * 100 + run`` of each selected trial, per subject.
+      n_voxels: ``[S, R]`` int64 voxels per subject and ROI.
+      source: human-readable origin (folder and files).
+    """
+
+    rdm_vectors: np.ndarray
+    subjects: tuple[str, ...]
+    rois: tuple[str, ...]
+    stimuli: tuple[str, ...]
+    concepts: tuple[str, ...]
+    runs: np.ndarray
+    n_voxels: np.ndarray
+    source: str
+
+
+def _roi_patterns(files: SubjectFiles, rows: np.ndarray, trial_ids: np.ndarray, n_trials: int,
+                  n_vox: int) -> np.ndarray:
+    """``[n, v]`` z-scored (across all trials) patterns of the selected trials, read chunk by chunk."""
+    out = np.empty((trial_ids.size, rows.size), dtype=np.float64)
+    for start in range(0, rows.size, _CHUNK_ROWS):
+        chunk = rows[start:start + _CHUNK_ROWS]
+        data = read_voxel_rows(files.responses, chunk, n_trials=n_trials, n_voxels=n_vox)
+        z = zscore(data, axis=1, labels=chunk.tolist(), source=str(files.responses))
+        out[:, start:start + chunk.size] = z[:, trial_ids].T
+    return out
+
+
+def load_things_fmri(betas_dir: str | os.PathLike, subjects: Sequence[str] = SUBJECTS,
+                     rois: Mapping[str, Sequence[str]] = ROI_DEFINITIONS, *,
+                     progress: bool = False) -> BrainData:
+    """Build the study's brain RDMs from a ``betas_csv`` folder.
+
+    Per subject: read both metadata files, select the first exemplar of every train concept
+    (``select_first_exemplars``; n = 720 in the release, however many concepts the files have
+    otherwise), and per ROI read only its voxel rows, z-score each voxel across all trials, keep the
+    selected trial columns (by ``trial_id``) and compute the correlation RDM.
+
+    Args:
+      betas_dir: folder with the files (public or reference names; see ``find_subject_files``).
+      subjects: ``[S]`` subject ids.
+      rois: ROI name -> mask columns whose union defines it.
+      progress: show a tqdm progress bar over subjects × ROIs.
+
+    Returns:
+      ``BrainData`` with ``rdm_vectors [S, R, P]``.
+
+    Raises:
+      FileNotFoundError, ThingsFormatError: missing files, malformed files, or selected stimulus lists
+        that differ between subjects (the message lists the first differences).
+    """
+    subjects = tuple(subjects)
+    roi_names = tuple(rois)
+    if not subjects or not roi_names:
+        raise ValueError("load_things_fmri needs at least one subject and one ROI")
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(subjects) * len(roi_names), desc="THINGS-fMRI RDMs", unit="roi")
+
+    rdms, runs, n_voxels, sources = [], [], [], []
+    ref_sel, ref_subject = None, None
+    try:
+        for subject in subjects:
+            files = find_subject_files(betas_dir, subject)
+            stim_md = read_stimulus_metadata(files.stimulus_metadata)
+            vox_md = read_voxel_metadata(files.voxel_metadata)
+            sel = select_first_exemplars(stim_md, path=files.stimulus_metadata)
+            if ref_sel is None:
+                ref_sel, ref_subject = sel, subject
+            elif list(sel["stimulus"]) != list(ref_sel["stimulus"]):
+                a, b = list(ref_sel["stimulus"]), list(sel["stimulus"])
+                diffs = [f"row {i}: {ref_subject} {x!r} vs {subject} {y!r}"
+                         for i, (x, y) in enumerate(zip(a, b)) if x != y][:5]
+                if len(a) != len(b):
+                    diffs.append(f"{ref_subject} has {len(a)} stimuli, {subject} has {len(b)}")
+                raise ThingsFormatError(
+                    f"{files.stimulus_metadata}: selected stimuli of {subject} differ from those of "
+                    f"{ref_subject}; expected identical lists. First differences: " + "; ".join(diffs))
+            trial_ids = sel["trial_id"].to_numpy()
+            logging.info("%s: %d stimuli selected from %s (sessions %s)", subject, len(sel),
+                         files.stimulus_metadata, sorted(set(sel["session"].tolist())))
+            subj_rdms, subj_nvox = [], []
+            for roi in roi_names:
+                rows = roi_voxel_rows(vox_md, tuple(rois[roi]), path=files.voxel_metadata)
+                patterns = _roi_patterns(files, rows, trial_ids, len(stim_md), len(vox_md))
+                rdm = correlation_rdm(patterns)
+                subj_rdms.append(rdm[np.triu_indices(len(sel), k=1)])
+                subj_nvox.append(rows.size)
+                logging.info("%s %s: %d voxels", subject, roi, rows.size)
+                if bar is not None:
+                    bar.update(1)
+            rdms.append(np.stack(subj_rdms))
+            n_voxels.append(subj_nvox)
+            runs.append(sel["session"].to_numpy(np.int64) * 100 + sel["run"].to_numpy(np.int64))
+            sources.append(f"{subject}: {files.responses.name}, {files.stimulus_metadata.name}, "
+                           f"{files.voxel_metadata.name}")
+    finally:
+        if bar is not None:
+            bar.close()
+    return BrainData(
+        rdm_vectors=np.stack(rdms).astype(np.float64),
+        subjects=subjects,
+        rois=roi_names,
+        stimuli=tuple(ref_sel["stimulus"]),
+        concepts=tuple(ref_sel["concept"]),
+        runs=np.stack(runs).astype(np.int64),
+        n_voxels=np.asarray(n_voxels, dtype=np.int64),
+        source=f"THINGS-fMRI betas_csv in {pathlib.Path(betas_dir)} ({'; '.join(sources)})",
+    )
+
+
+def cross_run_mask(runs: np.ndarray) -> np.ndarray:
+    """Pairs whose two stimuli were shown in different (session, run) for every subject.
+
+    Args:
+      runs: ``[S, n]`` run labels (``BrainData.runs``).
+
+    Returns:
+      ``[P]`` bool in ``np.triu_indices(n, k=1)`` order, ``P = n (n − 1) / 2``.
+    """
+    runs = np.asarray(runs)
+    if runs.ndim != 2:
+        raise ValueError(f"runs must be 2-D [subjects, stimuli], got shape {runs.shape}")
+    i, j = np.triu_indices(runs.shape[1], k=1)
+    return np.all(runs[:, i] != runs[:, j], axis=0)

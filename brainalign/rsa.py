@@ -1,0 +1,273 @@
+"""Representational similarity analysis (RSA) as one jitted function over the whole score grid.
+
+Spearman's rho is Pearson's r on average ranks, so once every dissimilarity vector is replaced by
+its centred, unit-norm ranks, each comparison is a dot product:
+
+    rho[..., l, r, s] = centred_ranks(model_vectors)[..., l, :] @ centred_ranks(brain_vectors)[s, r, :]
+
+The brain ranks are fixed and computed ONCE (`rank_brain`); each model RDM is ranked once per
+(seed, milestone, layer) instead of once per comparison, as the reference implementation's
+`scipy.stats.spearmanr` loop does. `rsa_grid` does the whole [..., L, R, S] grid in one compiled
+call (`study.md` §8.1-8.2, `style.md` §12).
+
+Conventions:
+  * Pairs are the strict upper triangle in row-major order (`np.triu_indices(n, k=1)`), or any
+    subset of it given as index arrays (e.g. the cross-run pairs, `study.md` §7.8).
+  * Dissimilarities follow `scipy.spatial.distance.pdist`: "correlation" = 1 - Pearson r across
+    features, "cosine" = 1 - cos, "euclidean" = L2 distance.
+  * Undefined values are NaN, never a silent number: a constant feature row has no correlation
+    distance (an all-zero row no cosine distance); its RDM entries are NaN, so every rho of that
+    layer is NaN. `constant_rows` tells callers which stimuli/layers are degenerate. (SciPy is not
+    consistent here: depending on rounding of the row mean it returns NaN or a spurious 1.0.)
+
+Ranking uses a single-operand integer sort plus a binary search rather than
+`jax.scipy.stats.rankdata`: both are exact with ties, but on the XLA CPU backend the key/value sort
+inside `rankdata` runs through a per-comparison callback (~130 ms per 258,840-vector) while a
+plain int32 sort takes the fast path (~10 ms), which makes this version ~3x faster end to end.
+"""
+
+from collections.abc import Sequence
+import functools
+
+import jax
+from jax import lax
+import jax.numpy as jnp
+import numpy as np
+
+METRICS = ("correlation", "cosine", "euclidean")
+
+
+def pair_indices(n: int) -> tuple[np.ndarray, np.ndarray]:
+  """All pairs i < j of n stimuli, row-major, as `np.triu_indices(n, k=1)`.
+
+  Args:
+    n: number of stimuli.
+  Returns:
+    (i, j), int32 [P] each, P = n (n - 1) / 2.
+  """
+  i, j = np.triu_indices(n, k=1)
+  return i.astype(np.int32), j.astype(np.int32)
+
+
+def constant_rows(x: jax.Array) -> jax.Array:
+  """Which rows are constant across features (their correlation distance is undefined).
+
+  Args:
+    x: [..., n, d] features (or voxel patterns) of n stimuli.
+  Returns:
+    bool [..., n], True where every feature of the stimulus has the same value.
+  """
+  return jnp.max(x, axis=-1) == jnp.min(x, axis=-1)
+
+
+def _as_float(x: jax.Array) -> jax.Array:
+  """At least float32 (bf16/f16 features are upcast before any arithmetic)."""
+  x = jnp.asarray(x)
+  return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
+def _gram(z: jax.Array) -> jax.Array:
+  """[..., n, d] -> [..., n, n] inner products at full float32 precision (no TF32 on GPUs)."""
+  return jnp.einsum("...id,...jd->...ij", z, z, precision=lax.Precision.HIGHEST)
+
+
+def rdm(x: jax.Array, metric: str = "correlation") -> jax.Array:
+  """Representational dissimilarity matrix, as `squareform(pdist(x, metric))`.
+
+  Args:
+    x: [..., n, d] features of n stimuli (any leading axes, e.g. [seeds, milestones]).
+    metric: "correlation" (1 - Pearson r across features), "cosine" (1 - cosine similarity) or
+      "euclidean" (L2 distance, Gram form on stimulus-centred features, tiny negative squared
+      distances from rounding clamped to 0, exact 0 diagonal).
+  Returns:
+    [..., n, n] symmetric dissimilarities with an exact 0 diagonal. Rows and columns of constant
+    stimuli are NaN for "correlation", of all-zero stimuli NaN for "cosine" (their diagonal
+    entries included).
+  """
+  if metric not in METRICS:
+    raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
+  x = _as_float(x)
+  eye = jnp.eye(x.shape[-2], dtype=bool).reshape((1,) * (x.ndim - 2) + (x.shape[-2],) * 2)
+  if metric == "euclidean":
+    # Distances are translation invariant; centring over stimuli shrinks |x|^2 and so the
+    # cancellation error of |xi|^2 + |xj|^2 - 2 xi.xj.
+    z = x - jnp.mean(x, axis=-2, keepdims=True)
+    sq = jnp.sum(z * z, axis=-1)  # [..., n]
+    d2 = sq[..., :, None] + sq[..., None, :] - 2.0 * _gram(z)  # [..., n, n]
+    return jnp.where(eye, jnp.zeros_like(d2), jnp.sqrt(jnp.maximum(d2, 0.0)))
+  if metric == "correlation":
+    z = x - jnp.mean(x, axis=-1, keepdims=True)
+    degenerate = constant_rows(x)  # rounding of the mean can leave a tiny non-zero residue
+  else:
+    z = x
+    degenerate = jnp.all(x == 0, axis=-1)
+  z = z / jnp.linalg.norm(z, axis=-1, keepdims=True)
+  z = jnp.where(degenerate[..., None], jnp.nan, z)  # undefined, not a number made of rounding
+  d = 1.0 - _gram(z)  # [..., n, n]; NaN rows and columns for degenerate stimuli
+  return jnp.where(eye & ~degenerate[..., None], jnp.zeros_like(d), d)  # exact 0 self-distance
+
+
+def rdm_vectors(
+    x: jax.Array, pairs: tuple[jax.Array, jax.Array], metric: str = "correlation"
+) -> jax.Array:
+  """Upper-triangle dissimilarity vectors of `rdm(x, metric)` at the given pairs.
+
+  Args:
+    x: [..., n, d] features of n stimuli.
+    pairs: (i, j), int [P] each: stimulus indices of each pair (`pair_indices(n)` or a subset).
+    metric: one of `METRICS`.
+  Returns:
+    [..., P] dissimilarities d(x_i, x_j), in the order of `pairs`.
+  """
+  i, j = pairs
+  n = x.shape[-2]
+  full = rdm(x, metric)  # [..., n, n]: one per model (seed, milestone, layer), never per ROI
+  flat = full.reshape(*full.shape[:-2], n * n)
+  return jnp.take(flat, jnp.asarray(i) * n + jnp.asarray(j), axis=-1)
+
+
+def _sort_key(v: jax.Array) -> jax.Array:
+  """Integer key with the order of v (-0.0 == 0.0); NaNs get some key and are handled by the caller."""
+  if jnp.issubdtype(v.dtype, jnp.integer) or v.dtype == jnp.bool_:
+    return v.astype(jnp.promote_types(v.dtype, jnp.int32))
+  v = _as_float(v)
+  itype = jnp.int64 if v.dtype == jnp.float64 else jnp.int32
+  v = jnp.where(v == 0, jnp.zeros_like(v), v)
+  b = lax.bitcast_convert_type(v, itype)
+  # IEEE sign-magnitude -> two's complement order: negative floats have their magnitude bits flipped.
+  return jnp.where(b < 0, b ^ jnp.array(jnp.iinfo(itype).max, itype), b)
+
+
+def _doubled_ranks(v: jax.Array) -> jax.Array:
+  """[..., P] -> int32 [..., P]: 2 x average rank (always an integer, so exact), ties share their mean."""
+  p = v.shape[-1]
+  if p == 0:
+    return jnp.zeros(v.shape, jnp.int32)
+  ax = v.ndim - 1
+  k = _sort_key(v)
+  s = lax.sort(k, dimension=ax)  # one operand: the fast sort path on CPU
+  pos = lax.broadcasted_iota(jnp.int32, s.shape, ax)
+  last = jnp.concatenate([s[..., 1:] != s[..., :-1], jnp.ones_like(s[..., :1], dtype=bool)], axis=-1)
+  stop = lax.cummin(jnp.where(last, pos, p - 1), axis=ax, reverse=True)  # last index of each tie run
+  search = jax.vmap(lambda a, q: jnp.searchsorted(a, q, side="left", method="scan"))
+  start = search(s.reshape(-1, p), k.reshape(-1, p)).reshape(v.shape).astype(jnp.int32)
+  # Ranks are 1-based: average of (start + 1) and (stop + 1).
+  return start + jnp.take_along_axis(stop, start, axis=-1) + 2
+
+
+def _nan_rows(v: jax.Array) -> jax.Array:
+  """bool [..., 1]: vectors that contain a NaN (their ranks are undefined, as in SciPy)."""
+  if not jnp.issubdtype(v.dtype, jnp.floating):
+    return jnp.zeros((*v.shape[:-1], 1), dtype=bool)
+  return jnp.any(jnp.isnan(v), axis=-1, keepdims=True)
+
+
+def average_ranks(v: jax.Array) -> jax.Array:
+  """1-based ranks along the last axis, ties sharing their mean rank (`scipy.stats.rankdata`).
+
+  Sort-based, O(P log P) per vector, jit-able. Exact in float32 for P <= 2**23 (half-integer
+  ranks above that are rounded; `centred_ranks` stays exact up to P < 2**24).
+
+  Args:
+    v: [..., P] values (float or int).
+  Returns:
+    float [..., P] ranks; a vector containing a NaN gets all-NaN ranks (SciPy's "propagate").
+  """
+  v = jnp.asarray(v)
+  out = jnp.promote_types(v.dtype, jnp.float32) if jnp.issubdtype(v.dtype, jnp.floating) else jnp.float32
+  r = _doubled_ranks(v).astype(out) * 0.5
+  return jnp.where(_nan_rows(v), jnp.nan, r)
+
+
+def centred_ranks(v: jax.Array) -> jax.Array:
+  """Average ranks, centred and scaled to unit L2 norm along the last axis.
+
+  The Pearson r of two such vectors is their dot product, i.e. Spearman's rho of the inputs.
+
+  Args:
+    v: [..., P] values.
+  Returns:
+    float [..., P]; NaN where v contains a NaN or is constant (Spearman's rho is then undefined).
+  """
+  v = jnp.asarray(v)
+  p = v.shape[-1]
+  out = jnp.promote_types(v.dtype, jnp.float32) if jnp.issubdtype(v.dtype, jnp.floating) else jnp.float32
+  # 2 x rank - 2 x mean rank = 2 r - (P + 1): an exact integer, |.| < P.
+  c = (_doubled_ranks(v) - (p + 1)).astype(out)
+  c = c / jnp.linalg.norm(c, axis=-1, keepdims=True)  # 0 / 0 = NaN for a constant vector
+  return jnp.where(_nan_rows(v), jnp.nan, c)
+
+
+@jax.jit
+def rank_brain(brain_vectors: jax.Array) -> jax.Array:
+  """Centred ranks of the brain dissimilarities; compute ONCE at load time and reuse.
+
+  Args:
+    brain_vectors: [S, R, P] dissimilarities per subject and ROI, over the pairs in use. To
+      restrict to a pair subset, index the vectors first (`brain_vectors[..., subset]`): the
+      brain must be ranked on the same pairs as the model.
+  Returns:
+    [S, R, P] centred, unit-norm average ranks.
+  """
+  return centred_ranks(brain_vectors)
+
+
+def spearman_grid(model_vectors: jax.Array, brain_ranks: jax.Array) -> jax.Array:
+  """Spearman rho of every model RDM against every (ROI, subject).
+
+  Args:
+    model_vectors: [..., L, P] model dissimilarities (e.g. [seeds, milestones, layers, pairs]).
+    brain_ranks: [S, R, P] from `rank_brain`, over the same pairs in the same order.
+  Returns:
+    [..., L, R, S] rho; NaN where a model vector contains NaN (degenerate features).
+  """
+  if model_vectors.shape[-1] != brain_ranks.shape[-1]:
+    raise ValueError(
+        f"model has {model_vectors.shape[-1]} pairs, brain {brain_ranks.shape[-1]}: rank both on the same pairs"
+    )
+  ranks = centred_ranks(model_vectors)  # [..., L, P]
+  return jnp.einsum("...lp,srp->...lrs", ranks, brain_ranks, precision=lax.Precision.HIGHEST)
+
+
+@functools.partial(jax.jit, static_argnames=("metric",))
+def _rsa_grid(features, brain_ranks, i, j, metric):
+  """Jitted body of `rsa_grid`; `features` is a tuple (its length and shapes key the cache)."""
+  vectors = jnp.stack([rdm_vectors(f, (i, j), metric) for f in features], axis=-2)  # [..., L, P]
+  return spearman_grid(vectors, brain_ranks)
+
+
+def rsa_grid(
+    features: Sequence[jax.Array],
+    brain_ranks: jax.Array,
+    pairs: tuple[jax.Array, jax.Array],
+    metric: str = "correlation",
+) -> jax.Array:
+  """The whole RSA score grid in one compiled call.
+
+  Per layer the model RDM is built from that layer's features (widths may differ), reduced to the
+  pairs, ranked once, and compared with every (ROI, subject) by one einsum. Peak memory is one
+  [..., n, n] RDM per layer plus a few [..., L, P] arrays; nothing is built per ROI or subject.
+
+  Args:
+    features: one array per layer, [..., n, d_l] each, with the same leading axes (e.g.
+      [seeds, milestones]) and the same n.
+    brain_ranks: [S, R, P] from `rank_brain`, ranked over the same pairs.
+    pairs: (i, j), int [P] each (`pair_indices(n)` or a subset). Traced, not static: a new subset
+      of the same size does not recompile. Pass device arrays to avoid a host transfer per call.
+    metric: model RDM metric, one of `METRICS` (static).
+  Returns:
+    [..., L, R, S] Spearman rho; NaN for a layer whose features have a constant row among the
+    pairs used (see `constant_rows`).
+  """
+  if metric not in METRICS:
+    raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
+  features = tuple(features)
+  if not features:
+    raise ValueError("rsa_grid needs at least one layer")
+  leading = {f.shape[:-1] for f in features}
+  if len(leading) != 1:
+    raise ValueError(f"all layers need the same [..., n] axes, got {sorted(leading)}")
+  i, j = pairs
+  i = jnp.asarray(i, dtype=jnp.int32)
+  j = jnp.asarray(j, dtype=jnp.int32)
+  return _rsa_grid(features, brain_ranks, i, j, metric=metric)

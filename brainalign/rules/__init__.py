@@ -1,0 +1,28 @@
+"""Learning-rule registry: an explicit {name: factory} dict (no import side effects).
+
+A factory has the signature `create(model, rule_config, *, steps_per_epoch) -> LearningRule`.
+New rules (FA, PC, STDP) are added here without touching the training loop.
+"""
+from typing import Any, Callable
+
+from brainalign.rules import backprop, untrained
+from brainalign.types import LearningRule
+
+_RULES: dict[str, Callable[..., LearningRule]] = {
+    "random": untrained.create,
+    "bp": backprop.create,
+}
+
+
+def names() -> tuple[str, ...]:
+  """Registered rule names, sorted."""
+  return tuple(sorted(_RULES))
+
+
+def create(name: str, model: Any, rule_config: Any, *, steps_per_epoch: int) -> LearningRule:
+  """Builds the named rule; an unknown name fails with the list of valid names."""
+  try:
+    factory = _RULES[name]
+  except KeyError:
+    raise ValueError(f"Unknown learning rule {name!r}; valid rules: {list(names())}") from None
+  return factory(model, rule_config, steps_per_epoch=steps_per_epoch)

@@ -1,0 +1,158 @@
+"""Training: state creation, the on-device train step, and the per-backend epoch driver.
+
+Everything here works on ONE seed and is vmapped over the leading seed axis where the loop is assembled.
+All randomness derives from each seed's base key (stored in the state): parameters from
+fold_in(key, INIT), the epoch's shuffle from fold_in(fold_in(key, SHUFFLE), epoch), augmentation and
+dropout from fold_in(fold_in(key, STEP), step). A run resumed from a checkpoint therefore replays exactly
+the draws of an uninterrupted run.
+
+Epoch drivers (measured on a 2-core CPU with jax 0.10.2; see bench/README.md): convolutions inside
+`lax.scan` ran ~18x slower than the same jitted step called from Python (jax-ml/jax#12868), so on the CPU
+backend an epoch is a Python loop over one jitted, seed-vmapped step ("python"); on GPU/TPU the whole epoch
+is one scanned, jitted call ("scan"). Either way the data, shuffling and augmentation stay on the device and
+metrics are read back once per epoch.
+"""
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from brainalign.types import LearningRule, TrainState
+
+# fold_in tags that separate the random streams of one seed
+_INIT, _SHUFFLE, _STEP, _RULE_INIT = 0, 1, 2, 3
+
+
+def seed_key_data(seeds) -> np.ndarray:
+  """Raw key data [S, 2] uint32 for a list of integer seeds (the study's seeds are 42, 123, 456, 789, 1337)."""
+  return np.stack([np.asarray(jax.random.key_data(jax.random.key(int(s)))) for s in seeds])
+
+
+def create_train_state(key_data: jax.Array, *, model: Any, rule: LearningRule,
+                       image_shape: tuple[int, int, int]) -> TrainState:
+  """Initial state of one seed. key_data: [2] uint32; image_shape: (H, W, C) of the training images."""
+  key = jax.random.wrap_key_data(key_data)
+  variables = model.init(jax.random.fold_in(key, _INIT), jnp.zeros((1,) + tuple(image_shape)), train=False)
+  params, batch_stats = variables["params"], variables["batch_stats"]
+  rule_state = rule.init(params, jax.random.fold_in(key, _RULE_INIT))
+  return TrainState(step=jnp.zeros((), jnp.int32), epoch=jnp.zeros((), jnp.int32), key=key_data,
+                    params=params, batch_stats=batch_stats, rule_state=rule_state,
+                    opt_state=rule.optimizer.init(params))
+
+
+def augment(key: jax.Array, images: jax.Array, *, pad: int, flip: bool) -> jax.Array:
+  """Reference augmentation: random crop of the zero-padded image + random horizontal flip.
+
+  images: [B, H, W, C] float in [0, 1] (padding is black, before normalisation, as torchvision does).
+  Returns [B, H, W, C].
+  """
+  b, h, w, c = images.shape
+  k_crop, k_flip = jax.random.split(key)
+  if pad:
+    padded = jnp.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    offsets = jax.random.randint(k_crop, (b, 2), 0, 2 * pad + 1)
+    crop = lambda im, o: jax.lax.dynamic_slice(im, (o[0], o[1], 0), (h, w, c))
+    images = jax.vmap(crop)(padded, offsets)
+  if flip:
+    do_flip = jax.random.bernoulli(k_flip, 0.5, (b, 1, 1, 1))
+    images = jnp.where(do_flip, images[:, :, ::-1, :], images)
+  return images
+
+
+def normalize(images_u8: jax.Array, mean: jax.Array, std: jax.Array) -> jax.Array:
+  """uint8 [..., 3] -> float32 (x/255 - mean) / std."""
+  return (images_u8.astype(jnp.float32) / 255.0 - mean) / std
+
+
+def make_train_step(model: Any, rule: LearningRule, *, batch_size: int, steps_per_epoch: int,
+                    mean: np.ndarray, std: np.ndarray, pad: int, flip: bool) -> Callable:
+  """Returns step(state, images_u8 [N, H, W, 3], labels [N]) -> (state, metrics) for ONE seed.
+
+  The batch is slice `state.step % steps_per_epoch` of this epoch's permutation (last partial batch dropped).
+  """
+  del model  # the rule closes over it
+  mean, std = jnp.asarray(mean), jnp.asarray(std)
+
+  def step(state: TrainState, images: jax.Array, labels: jax.Array):
+    key = jax.random.wrap_key_data(state.key)
+    epoch = state.step // steps_per_epoch
+    order = jax.random.permutation(jax.random.fold_in(jax.random.fold_in(key, _SHUFFLE), epoch), images.shape[0])
+    idx = jax.lax.dynamic_slice(order, ((state.step % steps_per_epoch) * batch_size,), (batch_size,))
+    aug_key, rule_key = jax.random.split(jax.random.fold_in(jax.random.fold_in(key, _STEP), state.step))
+    x = augment(aug_key, images[idx].astype(jnp.float32) / 255.0, pad=pad, flip=flip)
+    batch = {"image": (x - mean) / std, "label": labels[idx]}
+    updates, stats, rule_state, metrics = rule.update(state.params, state.batch_stats, state.rule_state,
+                                                      batch, rule_key)
+    updates, opt_state = rule.optimizer.update(updates, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    if rule.project is not None:
+      params = rule.project(params)
+    new_step = state.step + 1
+    return state._replace(step=new_step, epoch=new_step // steps_per_epoch, params=params, batch_stats=stats,
+                          rule_state=rule_state, opt_state=opt_state), metrics
+
+  return step
+
+
+def resolve_driver(driver: str) -> str:
+  """'auto' -> 'python' on the CPU backend, 'scan' elsewhere."""
+  if driver == "auto":
+    return "python" if jax.default_backend() == "cpu" else "scan"
+  if driver not in ("python", "scan"):
+    raise ValueError(f"train.epoch_driver must be 'auto', 'python' or 'scan', got {driver!r}")
+  return driver
+
+
+def make_epoch_runner(step: Callable, *, steps_per_epoch: int, driver: str,
+                      per_seed_data: bool = False) -> Callable:
+  """Returns run_epoch(state [S, ...], images, labels) -> (state, {metric: [S] epoch mean}) over all seeds.
+
+  images/labels are shared by all seeds ([N, ...]) unless per_seed_data ([S, N, ...]).
+  Only the epoch-mean metrics are copied to the host, once, at the end of the epoch.
+  """
+  data_axis = 0 if per_seed_data else None
+  vstep = jax.vmap(step, in_axes=(0, data_axis, data_axis))
+  driver = resolve_driver(driver)
+
+  if driver == "scan":
+    @functools.partial(jax.jit, donate_argnums=0)
+    def scanned(state, images, labels):
+      state, metrics = jax.lax.scan(lambda s, _: vstep(s, images, labels), state, None, length=steps_per_epoch)
+      return state, jax.tree.map(lambda m: m.mean(axis=0), metrics)
+
+    def run_epoch(state, images, labels):
+      state, metrics = scanned(state, images, labels)
+      return state, jax.device_get(metrics)
+    return run_epoch
+
+  jstep = jax.jit(vstep, donate_argnums=0)
+
+  def run_epoch(state, images, labels):
+    collected = []
+    for _ in range(steps_per_epoch):
+      state, metrics = jstep(state, images, labels)
+      collected.append(metrics)                            # device arrays; no host sync inside the epoch
+    stacked = jax.tree.map(lambda *ms: jnp.stack(ms).mean(axis=0), *collected)
+    return state, jax.device_get(stacked)
+  return run_epoch
+
+
+def make_test_accuracy(model: Any, *, mean: np.ndarray, std: np.ndarray, chunk: int = 1000) -> Callable:
+  """Returns acc(state [S, ...], images_u8 [N, H, W, 3], labels [N]) -> np.ndarray [S] (inference mode)."""
+  mean, std = jnp.asarray(mean), jnp.asarray(std)
+
+  @jax.jit
+  def correct(params, batch_stats, images, labels):
+    def one(p, s):
+      logits, _ = model.apply({"params": p, "batch_stats": s}, normalize(images, mean, std), train=False)
+      return jnp.sum(jnp.argmax(logits, -1) == labels)
+    return jax.vmap(one)(params, batch_stats)
+
+  def accuracy(state, images, labels):
+    total = sum(correct(state.params, state.batch_stats, images[i:i + chunk], labels[i:i + chunk])
+                for i in range(0, images.shape[0], chunk))
+    return np.asarray(jax.device_get(total)) / images.shape[0]
+  return accuracy
