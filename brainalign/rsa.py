@@ -138,21 +138,24 @@ def _sort_key(v: jax.Array) -> jax.Array:
   return jnp.where(b < 0, b ^ jnp.array(jnp.iinfo(itype).max, itype), b)
 
 
+def _doubled_ranks_1d(k: jax.Array) -> jax.Array:
+  """int [P] sort keys -> int32 [P]: 2 x average rank = (first + 1) + (last + 1) position of the tie run."""
+  s = lax.sort(k)  # one integer operand: the fast sort path on CPU
+  start = jnp.searchsorted(s, k, side="left", method="scan").astype(jnp.int32)  # elements < k
+  stop = jnp.searchsorted(s, k, side="right", method="scan").astype(jnp.int32)  # elements <= k
+  return start + stop + 1
+
+
 def _doubled_ranks(v: jax.Array) -> jax.Array:
   """[..., P] -> int32 [..., P]: 2 x average rank (always an integer, so exact), ties share their mean."""
   p = v.shape[-1]
   if p == 0:
     return jnp.zeros(v.shape, jnp.int32)
-  ax = v.ndim - 1
-  k = _sort_key(v)
-  s = lax.sort(k, dimension=ax)  # one operand: the fast sort path on CPU
-  pos = lax.broadcasted_iota(jnp.int32, s.shape, ax)
-  last = jnp.concatenate([s[..., 1:] != s[..., :-1], jnp.ones_like(s[..., :1], dtype=bool)], axis=-1)
-  stop = lax.cummin(jnp.where(last, pos, p - 1), axis=ax, reverse=True)  # last index of each tie run
-  search = jax.vmap(lambda a, q: jnp.searchsorted(a, q, side="left", method="scan"))
-  start = search(s.reshape(-1, p), k.reshape(-1, p)).reshape(v.shape).astype(jnp.int32)
-  # Ranks are 1-based: average of (start + 1) and (stop + 1).
-  return start + jnp.take_along_axis(stop, start, axis=-1) + 2
+  keys = _sort_key(v).reshape(-1, p)  # [B, P]
+  # On CPU one vector at a time keeps the sorted vector (1 MB at P = 258,840) in cache during the
+  # binary searches: ~2x faster than searching all vectors at once. Accelerators take the batch.
+  batch = 1 if jax.default_backend() == "cpu" else keys.shape[0]
+  return lax.map(_doubled_ranks_1d, keys, batch_size=batch).reshape(v.shape)
 
 
 def _nan_rows(v: jax.Array) -> jax.Array:

@@ -1,0 +1,131 @@
+"""End to end: config -> training -> checkpoints -> features -> RSA -> tidy results, on tiny settings."""
+import json
+import pathlib
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from scipy import spatial, stats
+
+from brainalign import pipeline, results
+from brainalign.data import things
+from configs import demo, paper
+
+import things_fixture
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+  return tmp_path_factory.mktemp("demo_cache")
+
+
+def _tiny_demo(cache_dir):
+  c = demo.get_config("tiny")
+  c.brain.cache_dir = str(cache_dir)
+  return c
+
+
+def _read_tables(workdir):
+  return {name: pd.read_csv(pathlib.Path(workdir) / "results" / f"{name}.csv")
+          for name in ("alignment", "training", "summary")}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, cache_dir):
+  workdir = tmp_path_factory.mktemp("run_a")
+  pipeline.run(_tiny_demo(cache_dir), str(workdir))
+  return workdir
+
+
+def test_tiny_demo_writes_every_table_with_the_documented_schema(uninterrupted):
+  """alignment/training/summary have their columns and exactly one row per grid cell; rho is finite;
+  every row and the run info say the data are simulated; the figure exists."""
+  c = demo.get_config("tiny")
+  t = _read_tables(uninterrupted)
+  assert tuple(t["alignment"].columns) == results.ALIGNMENT_COLUMNS
+  assert tuple(t["training"].columns) == results.TRAINING_COLUMNS
+  assert tuple(t["summary"].columns) == results.SUMMARY_COLUMNS
+  S, L, R, J = len(c.seeds), 4, len(c.brain.rois), len(c.brain.subjects)
+  per_epoch = S * L * R * J * len(c.eval.resolutions) * len(c.eval.pair_sets)
+  a = t["alignment"]
+  assert (a.rule == "random").sum() == per_epoch * 1                      # untrained: epoch 0 only
+  assert (a.rule == "bp").sum() == per_epoch * len(c.train.milestones)
+  key = ["rule", "seed", "epoch", "layer", "roi", "subject", "resolution", "pairs"]
+  assert not a.duplicated(key).any()
+  assert np.isfinite(a.rho).all() and (a.rho.abs() <= 1).all()
+  assert set(a.data) == {"simulated"} and set(t["training"].data) == {"simulated"}
+  n = c.brain.simulation.n_stimuli
+  assert set(a[a.pairs == "all"].n_pairs) == {n * (n - 1) // 2}
+  assert a[a.pairs == "cross_run"].n_pairs.iloc[0] < n * (n - 1) // 2
+  tr = t["training"]
+  assert len(tr) == S * (1 + len(c.train.milestones))
+  assert tr[tr.epoch > 0][["loss", "train_accuracy", "test_accuracy"]].notna().all().all()
+  # summary: mean over subjects then over seeds, recomputed here from the alignment rows
+  s = t["summary"]
+  one = a[(a.rule == "bp") & (a.epoch == 1) & (a.layer == "conv2") & (a.roi == "V1") & (a.resolution == 64)
+          & (a.pairs == "all")]
+  row = s[(s.rule == "bp") & (s.epoch == 1) & (s.layer == "conv2") & (s.roi == "V1") & (s.resolution == 64)
+          & (s.pairs == "all")]
+  per_seed = one.groupby("seed").rho.mean()
+  np.testing.assert_allclose(row.rho_mean.item(), per_seed.mean(), rtol=1e-9)
+  np.testing.assert_allclose(row.rho_sd.item(), per_seed.std(ddof=1), rtol=1e-9)
+  info = json.loads((uninterrupted / "run_info.json").read_text())
+  assert info["data"] == "simulated" and "SIMULATED" in info["simulated_data_warning"]
+  assert (uninterrupted / "figures" / "alignment_vs_epoch.png").stat().st_size > 10_000
+
+
+def test_killed_run_resumes_and_gives_identical_results(uninterrupted, tmp_path, cache_dir):
+  """A run killed after epoch 2 (before its checkpoint) resumes from the epoch-1 checkpoint when restarted,
+  and every result table equals the uninterrupted run's exactly."""
+  c = _tiny_demo(cache_dir)
+  with pytest.raises(pipeline.SimulatedInterruption):
+    pipeline.run(c, str(tmp_path), interrupt_after_epoch=2)
+  assert sorted(p.name for p in (tmp_path / "checkpoints" / "bp").iterdir() if p.name.isdigit()) == ["0", "1"]
+  assert not (tmp_path / "features" / "bp" / "epoch_0002.npz").exists()
+  assert not (tmp_path / "results" / "alignment.csv").exists()
+  pipeline.run(_tiny_demo(cache_dir), str(tmp_path))
+  assert sorted(p.name for p in (tmp_path / "checkpoints" / "bp").iterdir() if p.name.isdigit()) == ["0", "1", "2"]
+  want, got = _read_tables(uninterrupted), _read_tables(tmp_path)
+  for name in want:
+    pd.testing.assert_frame_equal(got[name], want[name], check_exact=True)
+
+
+def _write_fixture_images(fixture, images_dir):
+  rng = np.random.default_rng(0)
+  for stim in fixture["expected_stimuli"]:
+    path = pathlib.Path(images_dir) / "object_images" / stim.rsplit("_", 1)[0] / stim
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(path)   # non-square, like THINGS
+
+
+def test_real_data_path_scores_match_scipy_on_fixture_files(tmp_path):
+  """With THINGS-format fixture files and images (the real-data path of configs/paper.py), each alignment
+  row equals scipy's Spearman between pdist(saved features) and the loaded subject/ROI RDM: the tidy rows
+  carry the right labels and the stimulus order of images and brain agree."""
+  fixture = things_fixture.write_fixture(tmp_path / "fmri")
+  _write_fixture_images(fixture, tmp_path / "images")
+  c = paper.get_config("tiny")
+  c.rules = ("random",)
+  c.data.source, c.data.normalization, c.data.num_test = "fashion_mnist_demo", "train_set", 100
+  c.brain.betas_dir, c.brain.images_dir = str(fixture["betas_dir"]), str(tmp_path / "images")
+  c.eval.resolutions = (32,)
+  workdir = tmp_path / "run"
+  pipeline.run(c, str(workdir))
+  a = pd.read_csv(workdir / "results" / "alignment.csv")
+  assert set(a.data) == {"things-fmri"}
+  brain = things.load_things_fmri(fixture["betas_dir"])
+  assert brain.stimuli == fixture["expected_stimuli"]
+  with np.load(workdir / "features" / "random" / "epoch_0000.npz") as z:
+    feats = {k: z[k] for k in z.files}
+  keep = things.cross_run_mask(brain.runs)
+  for pairs, mask in (("all", np.ones_like(keep)), ("cross_run", keep)):
+    for k, seed in enumerate(c.seeds):
+      for layer in ("conv1", "fc1"):
+        model_rdm = spatial.distance.pdist(feats[f"32px/{layer}"][k].astype(np.float64), "correlation")
+        for r, roi in enumerate(brain.rois):
+          for s, subject in enumerate(brain.subjects):
+            want = stats.spearmanr(model_rdm[mask], brain.rdm_vectors[s, r][mask]).statistic
+            got = a[(a.seed == seed) & (a.layer == layer) & (a.roi == roi) & (a.subject == subject)
+                    & (a.pairs == pairs)].rho.item()
+            np.testing.assert_allclose(got, want, atol=1e-5)

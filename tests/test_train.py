@@ -1,0 +1,164 @@
+"""Training: BP updates, the PyTorch-equivalent optimiser, the schedule, augmentation, batching, seed vmap."""
+import functools
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from brainalign import models, optim, rules, train
+from brainalign.types import LearningRule
+
+BP = ml_collections.ConfigDict(dict(learning_rate=1e-3, weight_decay=1e-4, clip_norm=1.0, b1=0.9, b2=0.999,
+                                    eps=1e-8, schedule="cosine_per_epoch", schedule_epochs=4,
+                                    conv_init="torch_default", conv_bias=False))
+SMALL = dict(conv_widths=(4, 8, 8), fc_width=16)
+
+
+def _state(model, rule, seeds=(0,)):
+  keys = jnp.asarray(train.seed_key_data(seeds))
+  return jax.vmap(functools.partial(train.create_train_state, model=model, rule=rule, image_shape=(32, 32, 3)))(keys)
+
+
+def test_bp_updates_are_the_gradient_of_cross_entropy():
+  """The BP rule's updates equal jax.grad of a cross-entropy loss written independently here."""
+  model = models.CNN(**SMALL)
+  rule = rules.create("bp", model, BP, steps_per_epoch=2)
+  v = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False)
+  x = jax.random.normal(jax.random.key(1), (6, 32, 32, 3))
+  y = jnp.arange(6) % 10
+  key = jax.random.key(2)
+
+  def loss(p):
+    (logits, _), _ = model.apply({"params": p, "batch_stats": v["batch_stats"]}, x, train=True,
+                                 rngs={"dropout": key}, mutable=["batch_stats"])
+    logp = jax.nn.log_softmax(logits)
+    return -jnp.mean(logp[jnp.arange(6), y])
+
+  want = jax.jit(jax.grad(loss))(v["params"])
+  got, _, _, metrics = jax.jit(rule.update)(v["params"], v["batch_stats"], rule.init(v["params"], key),
+                                   {"image": x, "label": y}, key)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), got, want)
+  np.testing.assert_allclose(metrics["loss"], loss(v["params"]), rtol=1e-5)
+
+
+def _torch_adam_reference(params, grads_seq, *, lr_seq, wd, clip, b1=0.9, b2=0.999, eps=1e-8):
+  """NumPy transcription of torch.nn.utils.clip_grad_norm_ + torch.optim.Adam(weight_decay=wd)."""
+  p = {k: np.array(v, np.float64) for k, v in params.items()}
+  m = {k: np.zeros_like(v) for k, v in p.items()}
+  s = {k: np.zeros_like(v) for k, v in p.items()}
+  for t, (g, lr) in enumerate(zip(grads_seq, lr_seq), start=1):
+    g = {k: np.array(v, np.float64) for k, v in g.items()}
+    norm = np.sqrt(sum((v ** 2).sum() for v in g.values()))
+    scale = min(1.0, clip / (norm + 1e-6))
+    for k in p:
+      gk = g[k] * scale + wd * p[k]
+      m[k] = b1 * m[k] + (1 - b1) * gk
+      s[k] = b2 * s[k] + (1 - b2) * gk ** 2
+      mhat, shat = m[k] / (1 - b1 ** t), s[k] / (1 - b2 ** t)
+      p[k] = p[k] - lr * mhat / (np.sqrt(shat) + eps)
+  return p
+
+
+def test_optimizer_matches_pytorch_adam_with_l2_and_clipping():
+  """optim.torch_adam reproduces PyTorch's clip -> Adam(weight_decay) update over several steps (1e-6)."""
+  rng = np.random.default_rng(0)
+  params = {"a": rng.normal(size=(3, 4)).astype(np.float32), "b": rng.normal(size=(5,)).astype(np.float32)}
+  grads = [{k: (rng.normal(size=v.shape) * 3).astype(np.float32) for k, v in params.items()} for _ in range(5)]
+  steps_per_epoch = 2
+  tx = optim.torch_adam(BP, steps_per_epoch)
+  p, st = {k: jnp.asarray(v) for k, v in params.items()}, None
+  st = tx.init(p)
+  for g in grads:
+    upd, st = tx.update({k: jnp.asarray(v) for k, v in g.items()}, st, p)
+    p = optax.apply_updates(p, upd)
+  lrs = [1e-3 * 0.5 * (1 + np.cos(np.pi * (t // steps_per_epoch) / 4)) for t in range(5)]
+  want = _torch_adam_reference(params, grads, lr_seq=lrs, wd=1e-4, clip=1.0)
+  for k in params:
+    np.testing.assert_allclose(p[k], want[k], rtol=1e-5, atol=1e-6)
+
+
+def test_cosine_schedule_is_stepped_per_epoch():
+  """lr is constant within an epoch and follows (1 + cos(pi e / T)) / 2, reaching 0 at e = T."""
+  sched = optim.per_epoch_cosine(1e-3, 40, 62)
+  for e in (0, 1, 20, 39, 40):
+    for s in (e * 62, e * 62 + 61):
+      np.testing.assert_allclose(sched(s), 1e-3 * (1 + np.cos(np.pi * e / 40)) / 2, rtol=1e-5, atol=1e-10)
+
+
+def test_augmentation_is_a_crop_of_the_zero_padded_image_possibly_mirrored():
+  """Every augmented image equals some 32x32 window of the 4-px zero-padded original, or its mirror (brute force)."""
+  rng = np.random.default_rng(1)
+  x = rng.random((6, 32, 32, 3)).astype(np.float32)
+  out = np.asarray(train.augment(jax.random.key(3), jnp.asarray(x), pad=4, flip=True))
+  padded = np.pad(x, ((0, 0), (4, 4), (4, 4), (0, 0)))
+  shifts, flips = set(), set()
+  for b in range(6):
+    found = [(u, v, f) for u in range(9) for v in range(9) for f in (False, True)
+             if np.array_equal((w := padded[b, u:u + 32, v:v + 32]) if not f else w[:, ::-1], out[b])]
+    assert found, f"image {b} is not a crop of its padded original"
+    shifts.add(found[0][:2])
+    flips.add(found[0][2])
+  assert len(shifts) > 1 and flips == {False, True}   # the draws vary (6 images, 81 offsets, p(flip)=0.5)
+
+
+class _Recorder:
+  """A rule that trains nothing and reports the labels of each batch (labels = image ids here)."""
+
+  @staticmethod
+  def create(model):
+    def init(params, key):
+      return optax.EmptyState()
+
+    def update(params, batch_stats, rule_state, batch, key):
+      return (jax.tree.map(jnp.zeros_like, params), batch_stats, rule_state,
+              {"ids": batch["label"], "loss": jnp.float32(0), "accuracy": jnp.float32(0)})
+    return LearningRule(init=init, update=update, optimizer=optax.set_to_zero())
+
+
+def test_each_epoch_visits_a_fresh_permutation_and_drops_the_partial_batch():
+  """Within an epoch no image repeats and N // B * B images are seen; epochs differ; replay is identical."""
+  model = models.CNN(**SMALL)
+  rule = _Recorder.create(model)
+  n, b = 50, 8
+  spe = n // b
+  step = jax.jit(train.make_train_step(model, rule, batch_size=b, steps_per_epoch=spe, mean=np.zeros(3, np.float32),
+                                       std=np.ones(3, np.float32), pad=4, flip=True))
+  images = jnp.zeros((n, 32, 32, 3), jnp.uint8)
+  ids = jnp.arange(n, dtype=jnp.int32)
+  state = jax.tree.map(lambda a: a[0], _state(model, rule))
+
+  def run(state, epochs):
+    seen = []
+    for _ in range(epochs * spe):
+      state, m = step(state, images, ids)
+      seen.append(np.asarray(m["ids"]))
+    return state, np.stack(seen).reshape(epochs, spe * b)
+
+  end, seen = run(state, 2)
+  for e in range(2):
+    assert len(set(seen[e].tolist())) == spe * b
+  assert not np.array_equal(seen[0], seen[1])
+  assert int(end.epoch) == 2 and int(end.step) == 2 * spe
+  _, again = run(state, 2)
+  np.testing.assert_array_equal(seen, again)
+
+
+@pytest.mark.parametrize("driver", ["python", "scan"])
+def test_vmapped_seeds_equal_seeds_trained_one_at_a_time(driver):
+  """Training 2 seeds in one vmapped call gives each seed exactly what training it alone gives (both drivers)."""
+  model = models.CNN(conv_impl="im2col", **SMALL)
+  rule = rules.create("bp", model, BP, steps_per_epoch=3)
+  rng = np.random.default_rng(2)
+  images = jnp.asarray(rng.integers(0, 256, (30, 32, 32, 3), dtype=np.uint8))
+  labels = jnp.asarray(rng.integers(0, 10, 30).astype(np.int32))
+  step = train.make_train_step(model, rule, batch_size=8, steps_per_epoch=3, mean=np.full(3, .5, np.float32),
+                               std=np.full(3, .25, np.float32), pad=4, flip=True)
+  run = train.make_epoch_runner(step, steps_per_epoch=3, driver=driver)
+  both, metrics = run(_state(model, rule, (7, 8)), images, labels)
+  assert metrics["loss"].shape == (2,)
+  for k, seed in enumerate((7, 8)):
+    alone, _ = run(_state(model, rule, (seed,)), images, labels)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a[k], b[0], rtol=2e-5, atol=2e-6), both.params, alone.params)
