@@ -36,26 +36,22 @@ def restore_latest(manager: ocp.CheckpointManager, target: Any) -> tuple[Optiona
   epoch = manager.latest_step()
   if epoch is None:
     return None, target
+  return epoch, restore_epoch(manager, epoch, target)
+
+
+
+
+
+def restore_epoch(manager: ocp.CheckpointManager, epoch: int, target: Any) -> Any:
+  """Restores the checkpoint of `epoch` into the structure of `target`.
+
+  A checkpoint that cannot be read raises CheckpointError naming its directory.
+  """
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
   try:
-    state = manager.restore(epoch, args=ocp.args.StandardRestore(abstract))
+    return manager.restore(int(epoch), args=ocp.args.StandardRestore(abstract))
   except Exception as e:  # orbax raises several types for unreadable or mismatched data
     raise CheckpointError(
         f"Cannot restore checkpoint {manager.directory / str(epoch)}: {type(e).__name__}: {e}. It may be "
         "corrupt, or written by a different configuration (model size, seeds, rule). Delete that folder to "
         "resume from the previous milestone, or use a new --workdir.") from e
-  return epoch, state
-
-
-def all_epochs(manager: ocp.CheckpointManager) -> list[int]:
-  """Epoch labels of all saved checkpoints, ascending."""
-  return sorted(manager.all_steps())
-
-
-def restore_epoch(manager: ocp.CheckpointManager, epoch: int, target: Any) -> Any:
-  """Restores the checkpoint of a given epoch into the structure of `target`; CheckpointError if unreadable."""
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-  try:
-    return manager.restore(int(epoch), args=ocp.args.StandardRestore(abstract))
-  except Exception as e:
-    raise CheckpointError(f"Cannot restore checkpoint {manager.directory / str(epoch)}: {type(e).__name__}: {e}") from e

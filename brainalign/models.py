@@ -171,9 +171,9 @@ class CNN(nn.Module):
     return logits, feats
 
 
-def create_model(model_config: Any) -> CNN:
-  """Builds the CNN from `config.model` (conv_widths, fc_width, num_classes, dropout_rate, conv_impl, conv_init, conv_bias)."""
+def create_model(model_config: Any, *, conv_init: str = "torch_default", conv_bias: bool = False) -> CNN:
+  """Builds the CNN from `config.model` (conv_widths, fc_width, num_classes, dropout_rate, conv_impl); the
+  rule decides the conv initialisation and bias (the reference rules differ, study.md §3.2)."""
   return CNN(conv_widths=tuple(model_config.conv_widths), fc_width=model_config.fc_width,
              num_classes=model_config.num_classes, dropout_rate=model_config.dropout_rate,
-             conv_impl=resolve_conv_impl(model_config.conv_impl), conv_init=model_config.conv_init,
-             conv_bias=model_config.conv_bias)
+             conv_impl=resolve_conv_impl(model_config.conv_impl), conv_init=conv_init, conv_bias=conv_bias)

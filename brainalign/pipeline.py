@@ -50,13 +50,7 @@ def _epoch_file(folder: pathlib.Path, epoch: int, suffix: str) -> pathlib.Path:
 
 def _model_for(config: Any, rule_name: str) -> models.CNN:
   rc = config.rule_configs[rule_name]
-  model_cfg = config.model.to_dict() if hasattr(config.model, "to_dict") else dict(config.model)
-  cfg = dict(model_cfg, conv_init=rc.conv_init, conv_bias=rc.conv_bias)
-  return models.create_model(_AttrDict(cfg))
-
-
-class _AttrDict(dict):
-  __getattr__ = dict.__getitem__
+  return models.create_model(config.model, conv_init=rc.conv_init, conv_bias=rc.conv_bias)
 
 
 def _check_finite(metrics: dict, rule: str, epoch: int, seeds) -> None:

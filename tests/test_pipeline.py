@@ -129,3 +129,16 @@ def test_real_data_path_scores_match_scipy_on_fixture_files(tmp_path):
             got = a[(a.seed == seed) & (a.layer == layer) & (a.roi == roi) & (a.subject == subject)
                     & (a.pairs == pairs)].rho.item()
             np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_corrupt_checkpoint_gives_an_error_naming_it(uninterrupted, tmp_path, cache_dir):
+  """A truncated checkpoint is reported with its folder and what to do, not a bare Orbax traceback."""
+  import shutil
+  from brainalign import checkpointing
+  workdir = tmp_path / "copy"
+  shutil.copytree(uninterrupted, workdir)
+  for f in (workdir / "checkpoints" / "bp" / "2").rglob("*"):
+    if f.is_file() and f.stat().st_size > 0:
+      f.write_bytes(f.read_bytes()[: f.stat().st_size // 3])
+  with pytest.raises(checkpointing.CheckpointError, match=r"checkpoints/bp/2"):
+    pipeline.run(_tiny_demo(cache_dir), str(workdir))

@@ -1,0 +1,251 @@
+"""Benchmark of the BP training step: 1 seed, S seeds vmapped, S seeds one after another; both conv impls; PyTorch.
+
+    python bench/train.py [--steps 3] [--reps 5] [--seeds 5] [--impls im2col,xla] [--no-torch]
+
+What is timed is exactly the library's training path: `rules.create("bp", ...)` (reference optimiser:
+clip 1.0 -> L2 1e-4 -> Adam(1e-3) -> per-epoch cosine), `train.make_train_step` (batch 128 drawn from this
+epoch's on-device permutation of 8,000 uint8 32-px images, crop + flip augmentation on the device) and
+`train.make_epoch_runner` (driver "auto": a Python loop of one jitted seed-vmapped step on CPU, one scanned
+call on GPU/TPU). The images are random uint8 pixels (timings do not depend on the pixel values).
+
+Each configuration is a "block" of `--steps` steps through the library's epoch runner (the runner's loop length
+is set to --steps; the step itself still shuffles with the real 62 steps per epoch), followed by
+jax.block_until_ready. The first block of every configuration is the warm-up: its excess over a steady block is
+reported as the compile time. Then `--reps` repetitions of all configurations run interleaved (so a change in
+the machine's load hits all of them alike) and the median block time is reported.
+
+  1 seed      the runner on a [1]-seed state
+  S vmapped   the runner on an [S]-seed state (what the pipeline does)
+  S in turn   S separate [1]-seed states, each advanced one block by the same runner, one after another
+
+The PyTorch reference (if importable) is the same network (NCHW, BN momentum 0.1 eps 1e-5, dropout 0.3),
+Adam(1e-3, weight_decay=1e-4) + clip_grad_norm_(1.0), cross-entropy, the same batch size, per-epoch randperm
+and crop/flip augmentation done with torch ops on the same uint8 images, torch.set_num_threads(#cores). It is
+timed the same way, interleaved with the JAX repetitions, and compared with the JAX single seed of the conv
+implementation that "auto" picks: speed_vs_torch = torch time per step / brainalign time per step.
+
+The last line is vmap_speedup = (S in turn) / (S vmapped) for the "auto" conv implementation.
+"""
+import argparse
+import datetime
+import functools
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from brainalign import models, rules, train
+from brainalign.data import training_sets
+from configs import common
+
+BATCH = 128
+NUM_TRAIN = 8000
+IMAGE_SIZE = 32
+
+
+def cpu_model() -> str:
+  try:
+    out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+      if line.startswith("Model name:"):
+        return line.split(":", 1)[1].strip()
+  except (OSError, subprocess.CalledProcessError):
+    pass
+  return platform.processor() or "unknown"
+
+
+def timed(fn) -> float:
+  t = time.perf_counter()
+  fn()
+  return time.perf_counter() - t
+
+
+class JaxCase:
+  """The library's BP step for one conv implementation: a [1]-seed runner, [S]-seed state, S [1]-seed states."""
+
+  def __init__(self, conv_impl: str, seeds: list[int], steps: int, images, labels):
+    config = common.base_config()
+    rc = config.rule_configs.bp
+    model_cfg = dict(config.model.to_dict(), conv_impl=conv_impl, conv_init=rc.conv_init, conv_bias=rc.conv_bias)
+    self.model = models.create_model(_AttrDict(model_cfg))
+    steps_per_epoch = NUM_TRAIN // BATCH
+    rule = rules.create("bp", self.model, rc, steps_per_epoch=steps_per_epoch)
+    mean = np.asarray(training_sets.CIFAR10_MEAN, np.float32)
+    std = np.asarray(training_sets.CIFAR10_STD, np.float32)
+    step = train.make_train_step(self.model, rule, batch_size=BATCH, steps_per_epoch=steps_per_epoch,
+                                 mean=mean, std=std, pad=config.train.augment_pad, flip=config.train.augment_flip)
+    # one runner serves every state size (jit specialises on the [S] axis)
+    self.run = train.make_epoch_runner(step, steps_per_epoch=steps, driver=config.train.epoch_driver)
+    init = jax.jit(jax.vmap(functools.partial(train.create_train_state, model=self.model, rule=rule,
+                                              image_shape=(IMAGE_SIZE, IMAGE_SIZE, 3))))
+    keys = jnp.asarray(train.seed_key_data(seeds))
+    self.vstate = init(keys)                                         # [S, ...]
+    self.singles = [init(keys[i:i + 1]) for i in range(len(seeds))]  # S x [1, ...]
+    self.images, self.labels = images, labels
+
+  def one(self):
+    self.singles[0], _ = self.run(self.singles[0], self.images, self.labels)
+    jax.block_until_ready(self.singles[0])
+
+  def vmapped(self):
+    self.vstate, _ = self.run(self.vstate, self.images, self.labels)
+    jax.block_until_ready(self.vstate)
+
+  def in_turn(self):
+    for i in range(len(self.singles)):
+      self.singles[i], _ = self.run(self.singles[i], self.images, self.labels)
+    jax.block_until_ready(self.singles)
+
+
+class _AttrDict(dict):
+  __getattr__ = dict.__getitem__
+
+
+class TorchCase:
+  """The same network, optimiser, batch and augmentation in PyTorch (single seed)."""
+
+  def __init__(self, images_u8: np.ndarray, labels: np.ndarray, steps: int):
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+    self.torch, self.F, self.steps = torch, F, steps
+    torch.set_num_threads(os.cpu_count())
+    self.device = torch.device("cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu")
+    torch.manual_seed(0)
+    self.gen = torch.Generator(device=self.device).manual_seed(0)
+    dev = self.device
+    self.data = torch.from_numpy(images_u8).permute(0, 3, 1, 2).contiguous().to(dev)   # [N, 3, H, W] uint8
+    self.labels = torch.from_numpy(labels.astype(np.int64)).to(dev)
+    self.mean = torch.tensor(training_sets.CIFAR10_MEAN, device=dev).view(1, 3, 1, 1)
+    self.std = torch.tensor(training_sets.CIFAR10_STD, device=dev).view(1, 3, 1, 1)
+    layers, cin = [], 3
+    for width in (32, 64, 128):
+      layers += [nn.Conv2d(cin, width, 3, padding=1, bias=False), nn.BatchNorm2d(width, eps=1e-5, momentum=0.1),
+                 nn.ReLU(), nn.MaxPool2d(2)]
+      cin = width
+    self.net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(2048, 512), nn.ReLU(),
+                             nn.Dropout(0.3), nn.Linear(512, 10)).to(dev)
+    self.net.train()
+    self.opt = torch.optim.Adam(self.net.parameters(), lr=1e-3, weight_decay=1e-4)
+    self.steps_per_epoch = NUM_TRAIN // BATCH
+    self.arange = torch.arange(IMAGE_SIZE, device=dev)
+    self.bidx = torch.arange(BATCH, device=dev)[:, None, None, None]
+    self.cidx = torch.arange(3, device=dev)[None, :, None, None]
+    self.i, self.perm = 0, None
+
+  def _step(self):
+    torch, F = self.torch, self.F
+    j = self.i % self.steps_per_epoch
+    if j == 0:
+      self.perm = torch.randperm(NUM_TRAIN, generator=self.gen, device=self.device)
+    idx = self.perm[j * BATCH:(j + 1) * BATCH]
+    x = F.pad(self.data[idx].float() / 255.0, (4, 4, 4, 4))                      # black padding, as torchvision
+    off = torch.randint(0, 9, (BATCH, 2), generator=self.gen, device=self.device)
+    rows = (off[:, :1] + self.arange)[:, None, :, None]
+    cols = (off[:, 1:] + self.arange)[:, None, None, :]
+    x = x[self.bidx, self.cidx, rows, cols]                                       # random 32x32 crops
+    flip = torch.rand(BATCH, generator=self.gen, device=self.device) < 0.5
+    x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    x = (x - self.mean) / self.std
+    loss = F.cross_entropy(self.net(x), self.labels[idx])
+    self.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
+    self.opt.step()
+    self.i += 1
+    return loss
+
+  def block(self):
+    for _ in range(self.steps):
+      loss = self._step()
+    loss.item()                                          # waits for the device (and the host) to finish
+    if self.device.type == "cuda":
+      self.torch.cuda.synchronize()
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--steps", type=int, default=3, help="training steps per timed block")
+  p.add_argument("--reps", type=int, default=5, help="timed repetitions (median reported)")
+  p.add_argument("--seeds", type=int, default=5, help="seeds vmapped / run in turn")
+  p.add_argument("--impls", default="im2col,xla", help="conv implementations to time (comma-separated)")
+  p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+  args = p.parse_args()
+  impls = [s for s in args.impls.split(",") if s]
+  auto = models.resolve_conv_impl("auto")
+  seeds = list(common.STUDY_SEEDS[:args.seeds]) + list(range(1000, 1000 + max(0, args.seeds - 5)))
+  S, n = args.seeds, args.steps
+
+  print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}")
+  print(f"jax {jax.__version__}, backend {jax.default_backend()}, device {jax.devices()[0].device_kind} "
+        f"({jax.devices()[0]}), cpu {cpu_model()} x {os.cpu_count()}, python {platform.python_version()}")
+  print(f"batch {BATCH}, {NUM_TRAIN} uint8 {IMAGE_SIZE}px images on the device, seeds {S}, "
+        f"{n} steps/block, {args.reps} reps; conv_impl 'auto' -> {auto!r}; "
+        f"epoch driver 'auto' -> {train.resolve_driver('auto')!r}; load avg {os.getloadavg()[0]:.2f}")
+
+  rng = np.random.default_rng(0)
+  images_np = rng.integers(0, 256, (NUM_TRAIN, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+  labels_np = rng.integers(0, 10, (NUM_TRAIN,)).astype(np.int32)
+  images, labels = jax.device_put(images_np), jax.device_put(labels_np)
+
+  # name -> (block fn, seed-steps per block)
+  cases, first = {}, {}
+  for impl in impls:
+    c = JaxCase(impl, seeds, n, images, labels)
+    cases[f"{impl}/1"], cases[f"{impl}/vmap"], cases[f"{impl}/turn"] = c.one, c.vmapped, c.in_turn
+  torch_case = None
+  if not args.no_torch:
+    try:
+      import torch
+      if jax.default_backend() == "gpu" and not torch.cuda.is_available():
+        print("torch: installed without CUDA; comparison skipped on this GPU backend")
+      else:
+        torch_case = TorchCase(images_np, labels_np, n)
+        cases["torch/1"] = torch_case.block
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {torch_case.device}")
+    except ImportError:
+      print("torch: not importable; comparison skipped")
+
+  # warm-up (compilation), in the order: 1 seed (compiles the [1] program, reused by 'turn'), vmap, turn
+  for name, fn in cases.items():
+    first[name] = timed(fn)
+    print(f"  warm-up {name:14s} {first[name]:7.2f} s", flush=True)
+  times = {name: [] for name in cases}
+  for r in range(args.reps):
+    for name, fn in cases.items():
+      times[name].append(timed(fn))
+    print(f"  rep {r + 1}/{args.reps}: " + ", ".join(f"{k} {v[-1] / n * 1e3:.0f}" for k, v in times.items())
+          + f" ms/step; load {os.getloadavg()[0]:.2f}", flush=True)
+  med = {k: statistics.median(v) / n for k, v in times.items()}           # seconds per step (all seeds)
+
+  print(f"\nresults (median of {args.reps} x {n} steps; one step = one batch of {BATCH} for every seed)")
+  print(f"{'case':16s} {'s/step':>8s} {'steps/s':>8s} {'seed-steps/s':>13s} {'compile s':>10s}")
+  for name in cases:
+    seeds_in = S if name.endswith(("/vmap", "/turn")) else 1
+    compile_s = first[name] - med[name] * n
+    print(f"{name:16s} {med[name]:8.3f} {1 / med[name]:8.2f} {seeds_in / med[name]:13.2f} "
+          f"{compile_s if not name.endswith('/turn') else float('nan'):10.1f}")
+  for impl in impls:
+    print(f"vmap_speedup[{impl}]={med[f'{impl}/turn'] / med[f'{impl}/vmap']:.3f}  "
+          f"(paired per-rep median {statistics.median(t / v for t, v in zip(times[f'{impl}/turn'], times[f'{impl}/vmap'])):.3f})")
+  if len(impls) > 1:
+    best = min(impls, key=lambda i: med[f"{i}/1"])
+    print(f"fastest single seed: {best}; 'auto' picks {auto}")
+  ref = auto if auto in impls else impls[0]
+  if torch_case is not None:
+    print(f"speed_vs_torch={med['torch/1'] / med[f'{ref}/1']:.3f}  ({ref}, single seed; "
+          f"torch {med['torch/1'] * 1e3:.0f} ms/step vs brainalign {med[f'{ref}/1'] * 1e3:.0f} ms/step)")
+  print(f"load avg at the end {os.getloadavg()[0]:.2f}")
+  print(f"vmap_speedup={med[f'{ref}/turn'] / med[f'{ref}/vmap']:.3f}")
+
+
+if __name__ == "__main__":
+  main()
