@@ -3,6 +3,7 @@
   python main.py                                            # the offline demo (simulated brain)
   python main.py --config=configs/demo.py:tiny --workdir=/tmp/tiny
   python main.py --config=configs/paper.py --workdir=runs/paper --config.brain.betas_dir=... (see README)
+  python main.py --mode=prepare --config=configs/paper.py --config.brain.betas_dir=...   # cache brain RDMs once
 """
 import os
 import pathlib
@@ -13,10 +14,13 @@ from ml_collections import config_flags
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))   # configs/ imports `configs.common`
 
-from brainalign import pipeline  # noqa: E402
+from brainalign import pipeline, probe  # noqa: E402
 
 _DEFAULT_CONFIG = str(pathlib.Path(__file__).resolve().parent / "configs" / "demo.py")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "Checkpoints, features, results and figures go here.")
+_MODE = flags.DEFINE_enum("mode", "run", ["run", "prepare"],
+                          "run: the whole study; prepare: read the large fMRI files once and cache the brain RDMs "
+                          "(config.brain.cache_dir/prepared/), so later runs never read them again.")
 _CONFIG = config_flags.DEFINE_config_file(
     "config", _DEFAULT_CONFIG, "Experiment config, e.g. configs/demo.py or configs/paper.py:tiny.",
     lock_config=True)
@@ -28,6 +32,9 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.info("Config:\n%s", _CONFIG.value)
+  if _MODE.value == "prepare":
+    print(f"Prepared brain RDMs: {probe.prepare_step(_CONFIG.value)}")
+    return
   pipeline.run(_CONFIG.value, _WORKDIR.value)
   print(f"Results: {os.path.join(_WORKDIR.value, 'results')}  Figures: {os.path.join(_WORKDIR.value, 'figures')}")
 

@@ -1,9 +1,15 @@
-"""The probe set: brain RDMs (real THINGS-fMRI or the simulated demo brain) and the matching stimulus images.
+"""The probe set: brain RDMs (real THINGS-fMRI, the simulated demo brain, or RDMs given as RDMs) and the
+matching stimulus images.
 
-Both sources go through the same loaders (brainalign.data.things, brainalign.data.images); the only
-difference is where the files come from, and `data` says which: "things-fmri" or "simulated".
+Sources (config.brain.source), each labelled in every result row by `data`:
+  "things_fmri" -> "things-fmri": the THINGS-fMRI betas_csv files (brainalign.data.things), through the
+      prepare cache (brainalign.data.prepare: the large files are read once);
+  "simulated" -> "simulated": the simulated demo brain, written in the same format and read the same way;
+  "rdms" -> "rdms": per subject x ROI RDMs from .npz / .mat / rsatoolbox files plus a stimulus
+      list (brainalign.data.rdm_sources).
 """
 import dataclasses
+import pathlib
 from typing import Any
 
 import jax.numpy as jnp
@@ -11,9 +17,9 @@ import numpy as np
 from absl import logging
 
 from brainalign import rsa
-from brainalign.data import demo, images, things
+from brainalign.data import demo, images, prepare, rdm_sources, things
 
-DATA_LABELS = {"things_fmri": "things-fmri", "simulated": "simulated"}
+DATA_LABELS = {"things_fmri": "things-fmri", "simulated": "simulated", "rdms": "rdms"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,19 +42,38 @@ class ProbeSet:
 
 
 def resolve_source(brain_config: Any) -> tuple[str, str, str]:
-  """(data label, betas_dir, images_dir) for config.brain; prepares the simulated demo data if asked."""
+  """(data label, betas_dir or RDM file, images_dir) for config.brain; prepares the simulated demo data if asked."""
   source = brain_config.source
   if source not in DATA_LABELS:
     raise ValueError(f"config.brain.source must be one of {sorted(DATA_LABELS)}, got {source!r}")
   if source == "simulated":
     paths = demo.prepare_demo(brain_config.cache_dir, brain_config.simulation)
     return DATA_LABELS[source], str(paths.betas_dir), str(paths.images_dir)
+  if source == "rdms":
+    missing = [k for k in ("rdms_path", "images_dir") if not brain_config[k]]
+    if missing:
+      raise ValueError(f"config.brain.source='rdms' needs {', '.join('config.brain.' + k for k in missing)} (the RDM "
+                       "file and the stimulus image folder; plus config.brain.stimuli_file unless the RDM file "
+                       "names its stimuli); see README.md")
+    return DATA_LABELS[source], brain_config.rdms_path, brain_config.images_dir
   missing = [k for k in ("betas_dir", "images_dir") if not brain_config[k]]
   if missing:
     raise ValueError(f"config.brain.source='things_fmri' needs {', '.join('config.brain.' + k for k in missing)} "
                      "(the THINGS-fMRI betas_csv folder and the THINGS images folder); see README.md. For the "
                      "offline demo on simulated data use --config=configs/demo.py.")
   return DATA_LABELS[source], brain_config.betas_dir, brain_config.images_dir
+
+
+def load_brain(brain_config: Any) -> tuple[str, things.BrainData, str]:
+  """(data label, BrainData, images_dir) for config.brain, without loading any image."""
+  data, where, images_dir = resolve_source(brain_config)
+  if brain_config.source == "rdms":
+    brain = rdm_sources.load_rdms(where, stimuli_file=brain_config.get("stimuli_file") or None,
+                                  subjects=tuple(brain_config.subjects), rois=tuple(brain_config.rois),
+                                  sessions=brain_config.get("rdms_sessions", "average"))
+  else:
+    brain = prepare.load_brain(brain_config, where, rebuild_stale=brain_config.source == "simulated")
+  return data, brain, images_dir
 
 
 def pair_set(name: str, n: int, runs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -64,13 +89,10 @@ def pair_set(name: str, n: int, runs: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 def load_probe(config: Any, *, mean: np.ndarray, std: np.ndarray) -> ProbeSet:
   """Loads brain RDMs, stimulus images at every config.eval.resolutions, pair sets and brain ranks."""
-  data, betas_dir, images_dir = resolve_source(config.brain)
-  unknown = [r for r in config.brain.rois if r not in things.ROI_DEFINITIONS]
-  if unknown:
-    raise ValueError(f"config.brain.rois: unknown ROI(s) {unknown}; known: {list(things.ROI_DEFINITIONS)}")
-  rois = {r: things.ROI_DEFINITIONS[r] for r in config.brain.rois}
-  brain = things.load_things_fmri(betas_dir, tuple(config.brain.subjects), rois)
-  paths = images.stimulus_paths(images_dir, brain.stimuli)
+  data, brain, images_dir = load_brain(config.brain)
+  betas_dir = brain.source
+  layout = config.brain.get("image_layout", "") or ("flat" if config.brain.source == "rdms" else "things")
+  paths = images.stimulus_paths(images_dir, brain.stimuli, layout)
   imgs = {int(res): images.normalize(images.load_images(paths, int(res)), mean, std)
           for res in config.eval.resolutions}
   n = len(brain.stimuli)
@@ -83,6 +105,27 @@ def load_probe(config: Any, *, mean: np.ndarray, std: np.ndarray) -> ProbeSet:
     pairs[name] = (i.astype(np.int32), j.astype(np.int32))
     ranks[name] = rsa.rank_brain(jnp.asarray(brain.rdm_vectors[..., flat], jnp.float32))
     logging.info("Pair set %s: %d of %d pairs", name, len(i), n_all)
-  desc = f"{data}: fMRI {betas_dir}; stimuli {images_dir}; {n} stimuli; subjects {list(brain.subjects)}; " \
-         f"ROIs {list(brain.rois)}"
+  desc = f"{data}: brain {betas_dir}; {brain.preparation}; stimuli {images_dir}; {n} stimuli; " \
+         f"subjects {list(brain.subjects)}; ROIs {list(brain.rois)}"
   return ProbeSet(data=data, description=desc, brain=brain, images=imgs, pair_sets=pairs, brain_ranks=ranks)
+
+
+def prepare_step(config: Any) -> pathlib.Path:
+  """`main.py --mode=prepare`: (re)builds the brain RDM cache of config.brain and checks the stimulus images.
+
+  Reads the large THINGS-fMRI files once (ROI rows only) and writes <config.brain.cache_dir>/prepared/brain-*.npz
+  (brainalign.data.prepare); later runs with the same config.brain use it and never read the large files.
+  Also checks that every selected stimulus has its image, so a missing image fails now, not after training.
+
+  Returns:
+    The cache file's path.
+  """
+  if config.brain.source == "rdms":
+    raise ValueError("config.brain.source='rdms' needs no prepare step: RDM files are small and read directly")
+  data, betas_dir, images_dir = resolve_source(config.brain)
+  path, brain = prepare.prepare(config.brain, betas_dir)
+  layout = config.brain.get("image_layout", "") or "things"
+  images.stimulus_paths(images_dir, brain.stimuli, layout)
+  logging.info("Prepared %s: %d stimuli, subjects %s, ROIs %s, voxels %s -> %s", data, len(brain.stimuli),
+               list(brain.subjects), list(brain.rois), brain.n_voxels.tolist(), path)
+  return path

@@ -40,11 +40,13 @@ _DESIGN = {
 FIRST_SESSION = {s: d["exemplars"].index(1) + 1 for s, d in _DESIGN.items()}
 
 
-def write_fixture(root, *, name_set: str = "public", release: str = "v2", seed: int = 0) -> dict:
+def write_fixture(root, *, name_set: str = "public", release: str = "v2", seed: int = 0,
+                  test_concepts: tuple = TEST_CONCEPTS) -> dict:
     """Write the fixture into ``root/betas_csv``; return what the tests need.
 
     Responses and voxel geometry depend only on ``seed`` (not on ``name_set``/``release``); the v1
     variant drops the ``concept`` column and turns the ``IT`` voxels into no-ROI voxels on the same rows.
+    ``test_concepts``: the concepts with one test image each (shown once per session).
 
     Returns:
       dict with ``betas_dir``, ``subjects``, ``files`` {sub: SubjectFiles}, ``stimulus_metadata``,
@@ -56,14 +58,14 @@ def write_fixture(root, *, name_set: str = "public", release: str = "v2", seed: 
     betas_dir = pathlib.Path(root) / "betas_csv"
     concepts = tuple(sorted(CONCEPTS))
     out = dict(root=pathlib.Path(root), betas_dir=betas_dir, subjects=SUBJECTS, concepts=concepts,
-               test_concepts=TEST_CONCEPTS, first_session=dict(FIRST_SESSION),
+               test_concepts=tuple(test_concepts), first_session=dict(FIRST_SESSION),
                expected_stimuli=tuple(f"{c}_01b.jpg" for c in concepts), files={}, stimulus_metadata={},
                voxel_metadata={}, responses={}, clean={}, expected_trial_ids={}, expected_runs={},
                roi_sizes={}, n_vox={})
     for k, subject in enumerate(SUBJECTS):
         d = _DESIGN[subject]
         design = tw.make_design(CONCEPTS, subject_id=d["subject_id"], n_sessions=N_SESSIONS, n_runs=N_RUNS,
-                                exemplar_for_session=d["exemplars"], test_concepts=TEST_CONCEPTS,
+                                exemplar_for_session=d["exemplars"], test_concepts=tuple(test_concepts),
                                 order_seed=d["order_seed"] + 1000 * seed, release="v2")
         rois, n_other = dict(d["rois"]), d["n_other"]
         if release == "v1":

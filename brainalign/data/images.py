@@ -21,24 +21,45 @@ def concept_of(stimulus: str) -> str:
   return stimulus.rsplit("_", 1)[0]
 
 
-def stimulus_paths(images_dir: str | os.PathLike, stimuli: Sequence[str]) -> list[pathlib.Path]:
-  """Paths of `stimuli` under a THINGS image folder; FileNotFoundError listing every missing image.
+IMAGE_LAYOUTS = ("things", "flat")
+
+
+def stimulus_paths(images_dir: str | os.PathLike, stimuli: Sequence[str], layout: str = "things"
+                   ) -> list[pathlib.Path]:
+  """Paths of `stimuli` under an image folder; FileNotFoundError listing the missing images.
 
   Args:
-    images_dir: folder containing `object_images/` (or the `object_images` folder itself).
-    stimuli: stimulus file names, e.g. 'acorn_01b.jpg'.
+    images_dir: layout "things": the folder containing `object_images/` (or the `object_images` folder
+      itself), images at `object_images/<concept>/<stimulus>`; layout "flat": images at
+      `images_dir/<stimulus>` (`stimulus` may contain sub-folders), e.g. for RDMs given as RDMs.
+    stimuli: [n] stimulus file names, e.g. 'acorn_01b.jpg'.
+
+  Returns:
+    [n] paths in the order of `stimuli`.
+
+  Raises:
+    FileNotFoundError: the folder is missing, or some images are; the message gives how many, the
+      folder and layout searched, and the first 20 missing stimulus names with their expected paths.
   """
+  if layout not in IMAGE_LAYOUTS:
+    raise ValueError(f"image layout must be one of {IMAGE_LAYOUTS}, got {layout!r}")
   root = pathlib.Path(images_dir)
   if not root.is_dir():
     raise FileNotFoundError(f"Stimulus image folder {root} does not exist")
-  if (root / "object_images").is_dir():
-    root = root / "object_images"
-  paths = [root / concept_of(s) / s for s in stimuli]
-  missing = [str(p) for p in paths if not p.is_file()]
+  if layout == "things":
+    if (root / "object_images").is_dir():
+      root = root / "object_images"
+    paths = [root / concept_of(s) / s for s in stimuli]
+    expected = "object_images/<concept>/<stimulus>"
+  else:
+    paths = [root / s for s in stimuli]
+    expected = "<images_dir>/<stimulus>"
+  missing = [(s, p) for s, p in zip(stimuli, paths) if not p.is_file()]
   if missing:
-    shown = "\n  ".join(missing[:10])
+    shown = "\n  ".join(f"{s}  (expected {p})" for s, p in missing[:20])
+    more = f"\n  … and {len(missing) - 20} more" if len(missing) > 20 else ""
     raise FileNotFoundError(f"{len(missing)} of {len(paths)} stimulus images are missing under {root} "
-                            f"(expected layout object_images/<concept>/<stimulus>), e.g.:\n  {shown}")
+                            f"(expected layout {expected}); missing stimuli:\n  {shown}{more}")
   return paths
 
 

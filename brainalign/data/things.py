@@ -10,14 +10,23 @@ Files per subject (``things-format.md`` §3–§6; written for tests by ``things
   responses.
 * ``sub-XX_VoxelMetadata.csv``: ``[n_vox]`` rows with 0/1 ROI mask columns.
 
-The study's recipe (``study.md`` §7), implemented by ``load_things_fmri``:
+The study's recipe (``study.md`` §7), implemented by ``load_things_fmri`` (defaults in brackets; each
+step has the alternatives the issue asks for):
 
-1. per subject, the train trials; per concept (sorted alphabetically) the alphabetically first
-   stimulus, i.e. exemplar ``_01`` (720 concepts → 720 trials, all from one session);
-2. per ROI (``ROI_DEFINITIONS``: a union of mask columns, e.g. LOC = lLOC ∪ rLOC), the voxel rows;
-3. z-score each voxel across ALL trials, then take the selected trial columns → patterns ``[n, v]``;
+1. stimulus selection (``SELECTIONS``) [``first_exemplar``]: per train concept (sorted) the
+   alphabetically first stimulus, one trial each (720 in the release, all from one session);
+   ``concept_mean``: all train trials of each concept (12 exemplars) averaged per concept;
+   ``test_mean``: the test images (100 in the release), each averaged over its repetitions (12);
+2. voxel selection per ROI (``ROI_DEFINITIONS``: named unions of mask columns, e.g. LOC = lLOC ∪ rLOC)
+   [mask only]; optionally also ``nc_testset > nc_testset_min`` (the Brain-Score convention, 30);
+3. normalisation (``ZSCORE_MODES``) [``all``]: z-score each voxel across ALL trials of the file;
+   ``run``: within each (session, run); ``session``: within each session; then take (and average)
+   the selected trial columns → patterns ``[n, v]``;
 4. RDM = 1 − Pearson correlation across voxels (``correlation_rdm``), kept as its strict upper
    triangle ``[P]``, ``P = n (n − 1) / 2``, in ``np.triu_indices(n, k=1)`` order.
+
+Memory: ROI rows are read ``_CHUNK_BYTES`` at a time and z-scored in place; only the selected trial
+columns of each chunk are kept, so the peak is about one chunk plus the ``[n, v]`` patterns.
 
 The reference implementation's file names (``sub-XX_task-things_voxel-wise-responses.h5`` …) are
 accepted as well (``find_subject_files``).
@@ -49,6 +58,11 @@ __all__ = [
     "read_voxel_rows",
     "zscore",
     "select_first_exemplars",
+    "SELECTIONS",
+    "ZSCORE_MODES",
+    "Selection",
+    "select_trials",
+    "select_voxels",
     "correlation_rdm",
     "BrainData",
     "load_things_fmri",
@@ -74,8 +88,13 @@ _STIMULUS_REQUIRED = {
     "trial_id": "integer",
     "stimulus": "string",
 }
-# Voxel rows read (and z-scored) at a time: bounds memory to ~80 MB for 9,840 float64 trials.
-_CHUNK_ROWS = 1024
+# Bytes of voxel rows read (and z-scored in place) at a time: 8 MB = 106 voxels of 9,840 float64 trials.
+_CHUNK_BYTES = 8 * 2**20
+
+#: Stimulus selections / aggregations (``load_things_fmri(selection=…)``, ``config.brain.selection``).
+SELECTIONS = ("first_exemplar", "concept_mean", "test_mean")
+#: Response normalisations (``load_things_fmri(zscore=…)``, ``config.brain.zscore``).
+ZSCORE_MODES = ("all", "run", "session")
 
 
 class ThingsFormatError(ValueError):
@@ -289,6 +308,8 @@ def read_voxel_rows(h5_path: str | os.PathLike, rows: np.ndarray, *, n_trials: i
         raise ThingsFormatError(
             f"{h5_path}: non-finite (NaN/inf) responses in {_DATASET} for voxel_id(s) "
             f"{_abbrev(uniq[bad_rows].tolist())} ({int(bad.sum())} values); expected finite values")
+    if uniq.size == rows.size and (rows.size < 2 or bool(np.all(np.diff(rows) > 0))):
+        return out  # already in the requested order: no copy
     return out[inverse]
 
 
@@ -364,11 +385,169 @@ def select_first_exemplars(stimulus_metadata: pd.DataFrame, *,
     return out
 
 
-def correlation_rdm(patterns: np.ndarray) -> np.ndarray:
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """Which trials make up each RDM row (stimulus "item").
+
+    Attributes:
+      items: DataFrame ``[n]`` in RDM row order with columns ``stimulus`` (the image shown to the
+        model: the item's own image, or for ``concept_mean`` the concept's first exemplar),
+        ``concept``, ``n_trials`` (trials averaged), ``session`` and ``run`` (of the single trial;
+        -1 when the item averages several trials).
+      trials: DataFrame ``[m]`` with columns ``item`` (row of ``items``), ``trial_id``,
+        ``stimulus`` (of that trial), ``session``, ``run``; sorted by item, then trial_id.
+      selection: the rule's name (one of ``SELECTIONS``).
+    """
+
+    items: pd.DataFrame
+    trials: pd.DataFrame
+    selection: str
+
+    def averaging_matrix(self) -> np.ndarray:
+        """``[n, m]`` float64 with ``1 / n_trials`` where trial k belongs to item i (rows sum to 1)."""
+        n, m = len(self.items), len(self.trials)
+        a = np.zeros((n, m))
+        item = self.trials["item"].to_numpy()
+        a[item, np.arange(m)] = 1.0 / self.items["n_trials"].to_numpy()[item]
+        return a
+
+    def run_labels(self) -> np.ndarray:
+        """``[n]`` int64 ``session * 100 + run`` of each single-trial item; -1 for averaged items."""
+        ses, run = self.items["session"].to_numpy(np.int64), self.items["run"].to_numpy(np.int64)
+        return np.where(ses >= 0, ses * 100 + run, -1).astype(np.int64)
+
+
+def select_trials(stimulus_metadata: pd.DataFrame, selection: str = "first_exemplar", *,
+                  path: str | os.PathLike | None = None) -> Selection:
+    """Select (and group) the trials of one subject by a named rule.
+
+    Rules (``SELECTIONS``; items always in concept order, Python string order):
+
+    * ``first_exemplar`` (the study): per train concept its alphabetically first stimulus, one trial
+      (``select_first_exemplars``); 720 items in the release.
+    * ``concept_mean``: per train concept ALL its train trials (12 exemplars in the release), to be
+      averaged; the item's ``stimulus`` (the model's image) is the concept's first exemplar.
+    * ``test_mean``: per test image (``trial_type == 'test'``) all its repetitions (12 in the release),
+      to be averaged; items sorted by concept, then stimulus (100 in the release).
+
+    Returns:
+      ``Selection`` (items ``[n]``, trials ``[m]``).
+
+    Raises:
+      ValueError: unknown rule. ThingsFormatError: no trials of the needed type (names the file).
+    """
+    where = path if path is not None else "StimulusMetadata"
+    if selection not in SELECTIONS:
+        raise ValueError(f"unknown stimulus selection {selection!r}; valid: {list(SELECTIONS)}")
+    md = stimulus_metadata
+    if "concept" not in md.columns:
+        md = md.assign(concept=md["stimulus"].astype(str).str.rsplit("_", n=1).str[0])
+    if selection == "first_exemplar":
+        sel = select_first_exemplars(md, path=path)
+        items = sel[["stimulus", "concept"]].assign(n_trials=1, session=sel["session"], run=sel["run"])
+        trials = sel[["trial_id", "stimulus", "session", "run"]].assign(item=np.arange(len(sel)))
+    else:
+        trial_type = "train" if selection == "concept_mean" else "test"
+        sub = md[md["trial_type"] == trial_type]
+        if sub.empty:
+            raise ThingsFormatError(f"{where}: no rows with trial_type == {trial_type!r} "
+                                    f"(needed by selection {selection!r})")
+        concept = sub["concept"].astype(str).to_numpy()
+        stim = sub["stimulus"].astype(str).to_numpy()
+        key = concept if selection == "concept_mean" else stim
+        groups: dict[str, list[int]] = {}
+        for k, pos in zip(key, range(len(sub))):
+            groups.setdefault(k, []).append(pos)
+        if selection == "concept_mean":
+            order = sorted(groups)
+            shown = [min(stim[p] for p in groups[k]) for k in order]
+            concepts = order
+        else:
+            order = sorted(groups, key=lambda k: (concept[groups[k][0]], k))
+            shown, concepts = order, [concept[groups[k][0]] for k in order]
+        recs = []
+        for item, k in enumerate(order):
+            for p in groups[k]:
+                row = sub.iloc[p]
+                recs.append((item, int(row["trial_id"]), str(row["stimulus"]), int(row["session"]), int(row["run"])))
+        trials = pd.DataFrame(recs, columns=["item", "trial_id", "stimulus", "session", "run"])
+        counts = trials.groupby("item").size().to_numpy()
+        items = pd.DataFrame({"stimulus": shown, "concept": concepts, "n_trials": counts,
+                              "session": -1, "run": -1})
+        single = counts == 1  # an item shown once keeps its run label
+        if single.any():
+            first = trials.drop_duplicates("item").set_index("item")
+            items.loc[single, "session"] = first.loc[np.flatnonzero(single), "session"].to_numpy()
+            items.loc[single, "run"] = first.loc[np.flatnonzero(single), "run"].to_numpy()
+    trials = trials.sort_values(["item", "trial_id"], kind="stable").reset_index(drop=True)
+    trials = trials[["item", "trial_id", "stimulus", "session", "run"]]
+    for col in ("item", "trial_id", "session", "run"):
+        trials[col] = trials[col].astype(np.int64)
+    items = items.reset_index(drop=True)[["stimulus", "concept", "n_trials", "session", "run"]]
+    for col in ("n_trials", "session", "run"):
+        items[col] = items[col].astype(np.int64)
+    return Selection(items=items, trials=trials, selection=selection)
+
+
+def select_voxels(voxel_metadata: pd.DataFrame, columns: Sequence[str], *, nc_testset_min: float | None = None,
+                  path: str | os.PathLike | None = None) -> np.ndarray:
+    """Voxel rows of an ROI (union of mask ``columns``), optionally only those with ``nc_testset > min``.
+
+    ``nc_testset`` is the noise ceiling of the test set in percent (things-format.md §6.1); Brain-Score
+    keeps voxels with ``nc_testset > 30``. Voxels whose ``nc_testset`` is NaN are not selected.
+
+    Returns:
+      ``[v]`` int64, sorted ascending.
+
+    Raises:
+      ThingsFormatError: missing/non-0/1 mask column or empty ROI (``roi_voxel_rows``); ``nc_testset``
+        missing or not numeric; no voxel of the ROI passes the threshold (names file, ROI, threshold).
+    """
+    rows = roi_voxel_rows(voxel_metadata, columns, path=path)
+    if nc_testset_min is None:
+        return rows
+    where = path if path is not None else "VoxelMetadata"
+    if "nc_testset" not in voxel_metadata.columns:
+        raise ThingsFormatError(f"{where}: column 'nc_testset' (noise ceiling, percent) not found; needed for "
+                                f"reliability-based voxel selection (nc_testset > {nc_testset_min})")
+    nc = voxel_metadata["nc_testset"]
+    if not pd.api.types.is_numeric_dtype(nc):
+        raise ThingsFormatError(f"{where}: column 'nc_testset' must be numeric (percent), got dtype {nc.dtype}")
+    keep = rows[nc.to_numpy(np.float64)[rows] > float(nc_testset_min)]
+    if keep.size == 0:
+        raise ThingsFormatError(
+            f"{where}: ROI {'|'.join(columns)} has no voxels with nc_testset > {nc_testset_min} "
+            f"({rows.size} voxels in the mask; max nc_testset there "
+            f"{np.nanmax(nc.to_numpy(np.float64)[rows]) if rows.size else float('nan'):.3g})")
+    return keep
+
+
+def _zscore_inplace(x: np.ndarray, groups: np.ndarray | None, labels: Sequence, source: str) -> None:
+    """Z-score rows of ``x [v, T]`` in place, across all columns or within each group of columns."""
+    blocks = [slice(None)] if groups is None else [np.flatnonzero(groups == g) for g in np.unique(groups)]
+    for cols in blocks:
+        part = x[:, cols] if groups is not None else x
+        mean = part.mean(axis=1, keepdims=True)
+        std = part.std(axis=1, keepdims=True)
+        bad = ~(np.isfinite(std[:, 0]) & (std[:, 0] > 0))
+        if bad.any():
+            what = "" if groups is None else f" within trials of group {int(groups[cols[0]])} (session*100+run or session)"
+            raise ThingsFormatError(
+                f"{source}: cannot z-score{what}: zero variance (constant) or non-finite values for voxel_id(s) "
+                f"{_abbrev([labels[i] for i in np.flatnonzero(bad)])}")
+        if groups is None:
+            x -= mean
+            x /= std
+        else:
+            x[:, cols] = (part - mean) / std
+
+
+def correlation_rdm(patterns: np.ndarray, *, overwrite: bool = False) -> np.ndarray:
     """Correlation-distance RDM: ``1 - Pearson r`` between rows.
 
     Args:
       patterns: ``[n, v]`` (stimuli × voxels/features).
+      overwrite: a float64 ``patterns`` may be centred and scaled in place (saves one copy).
 
     Returns:
       ``[n, n]`` float64, symmetric, zero diagonal; equal (to rounding) to
@@ -380,14 +559,19 @@ def correlation_rdm(patterns: np.ndarray) -> np.ndarray:
     x = np.asarray(patterns, dtype=np.float64)
     if x.ndim != 2:
         raise ValueError(f"patterns must be 2-D [n, v], got shape {x.shape}")
-    x = x - x.mean(axis=1, keepdims=True)
+    if overwrite and x is patterns:
+        x -= x.mean(axis=1, keepdims=True)
+    else:
+        x = x - x.mean(axis=1, keepdims=True)
     norm = np.linalg.norm(x, axis=1)
     bad = np.flatnonzero(~(np.isfinite(norm) & (norm > 0)))
     if bad.size:
         raise ValueError(f"correlation RDM undefined: rows {_abbrev(bad.tolist())} are constant or non-finite")
     x /= norm[:, None]
-    rdm = 1.0 - x @ x.T
-    rdm = 0.5 * (rdm + rdm.T)
+    rdm = x @ x.T
+    np.subtract(1.0, rdm, out=rdm)
+    rdm += rdm.T.copy()
+    rdm *= 0.5
     np.fill_diagonal(rdm, 0.0)
     return rdm
 
@@ -403,9 +587,11 @@ class BrainData:
       rois: ``[R]`` ROI names.
       stimuli: ``[n]`` selected stimulus file names in RDM row order (identical for all subjects).
       concepts: ``[n]`` their concepts (sorted).
-      runs: ``[S, n]`` int64 ``session * 100 + run`` of each selected trial, per subject.
+      runs: ``[S, n]`` int64 ``session * 100 + run`` of each selected trial, per subject; -1 where
+        the row averages several trials or the run is unknown (RDMs given as RDMs).
       n_voxels: ``[S, R]`` int64 voxels per subject and ROI.
       source: human-readable origin (folder and files).
+      preparation: how the RDMs were made (selection, normalisation, voxel selection), one line.
     """
 
     rdm_vectors: np.ndarray
@@ -416,38 +602,64 @@ class BrainData:
     runs: np.ndarray
     n_voxels: np.ndarray
     source: str
+    preparation: str = ""
 
 
 def _roi_patterns(files: SubjectFiles, rows: np.ndarray, trial_ids: np.ndarray, n_trials: int,
-                  n_vox: int) -> np.ndarray:
-    """``[n, v]`` z-scored (across all trials) patterns of the selected trials, read chunk by chunk."""
-    out = np.empty((trial_ids.size, rows.size), dtype=np.float64)
-    for start in range(0, rows.size, _CHUNK_ROWS):
-        chunk = rows[start:start + _CHUNK_ROWS]
+                  n_vox: int, *, groups: np.ndarray | None = None,
+                  averaging: np.ndarray | None = None) -> np.ndarray:
+    """``[n, v]`` z-scored patterns of the selected trials, read ``_CHUNK_BYTES`` of rows at a time.
+
+    ``trial_ids [m]`` columns are kept (after z-scoring over all ``n_trials`` columns, or within
+    ``groups [n_trials]``); ``averaging [n, m]`` (optional) combines them into items.
+    """
+    n_out = trial_ids.size if averaging is None else averaging.shape[0]
+    out = np.empty((n_out, rows.size), dtype=np.float64)
+    step = max(1, _CHUNK_BYTES // (8 * max(n_trials, 1)))
+    for start in range(0, rows.size, step):
+        chunk = rows[start:start + step]
         data = read_voxel_rows(files.responses, chunk, n_trials=n_trials, n_voxels=n_vox)
-        z = zscore(data, axis=1, labels=chunk.tolist(), source=str(files.responses))
-        out[:, start:start + chunk.size] = z[:, trial_ids].T
+        _zscore_inplace(data, groups, chunk.tolist(), str(files.responses))
+        picked = data[:, trial_ids]          # [c, m]
+        del data
+        out[:, start:start + chunk.size] = picked.T if averaging is None else averaging @ picked.T
     return out
+
+
+def _describe(selection: str, zscore: str, nc_testset_min: float | None) -> str:
+    sel = {"first_exemplar": "first exemplar per concept, one trial each",
+           "concept_mean": "all exemplars averaged per concept",
+           "test_mean": "test images averaged over repetitions"}[selection]
+    z = {"all": "z-scored per voxel across all trials", "run": "z-scored per voxel within runs",
+         "session": "z-scored per voxel within sessions"}[zscore]
+    vox = "voxels by ROI mask" if nc_testset_min is None else f"voxels by ROI mask and nc_testset > {nc_testset_min:g}"
+    return f"selection={selection} ({sel}); zscore={zscore} ({z}); {vox}"
 
 
 def load_things_fmri(betas_dir: str | os.PathLike, subjects: Sequence[str] = SUBJECTS,
                      rois: Mapping[str, Sequence[str]] = ROI_DEFINITIONS, *,
-                     progress: bool = False) -> BrainData:
-    """Build the study's brain RDMs from a ``betas_csv`` folder.
+                     selection: str = "first_exemplar", zscore: str = "all",
+                     nc_testset_min: float | None = None, progress: bool = False) -> BrainData:
+    """Build brain RDMs from a ``betas_csv`` folder (the study's recipe by default).
 
-    Per subject: read both metadata files, select the first exemplar of every train concept
-    (``select_first_exemplars``; n = 720 in the release, however many concepts the files have
-    otherwise), and per ROI read only its voxel rows, z-score each voxel across all trials, keep the
-    selected trial columns (by ``trial_id``) and compute the correlation RDM.
+    Per subject: read both metadata files, select the stimuli (``select_trials``; the study: the first
+    exemplar of every train concept, n = 720 in the release), and per ROI read only its voxel rows
+    (``select_voxels``), z-score each voxel (across all trials, or within runs/sessions), keep the
+    selected trial columns (by ``trial_id``), average them per item when the selection aggregates,
+    and compute the correlation RDM.
 
     Args:
       betas_dir: folder with the files (public or reference names; see ``find_subject_files``).
       subjects: ``[S]`` subject ids.
       rois: ROI name -> mask columns whose union defines it.
+      selection: one of ``SELECTIONS`` (``first_exemplar`` = the study).
+      zscore: one of ``ZSCORE_MODES`` (``all`` = the study).
+      nc_testset_min: None (the study: mask only) or a threshold in percent; voxels need
+        ``nc_testset > nc_testset_min`` too (Brain-Score: 30).
       progress: show a tqdm progress bar over subjects × ROIs.
 
     Returns:
-      ``BrainData`` with ``rdm_vectors [S, R, P]``.
+      ``BrainData`` with ``rdm_vectors [S, R, P]``; ``runs [S, n]`` is -1 for averaged items.
 
     Raises:
       FileNotFoundError, ThingsFormatError: missing files, malformed files, or selected stimulus lists
@@ -457,6 +669,10 @@ def load_things_fmri(betas_dir: str | os.PathLike, subjects: Sequence[str] = SUB
     roi_names = tuple(rois)
     if not subjects or not roi_names:
         raise ValueError("load_things_fmri needs at least one subject and one ROI")
+    if selection not in SELECTIONS:
+        raise ValueError(f"unknown stimulus selection {selection!r}; valid: {list(SELECTIONS)}")
+    if zscore not in ZSCORE_MODES:
+        raise ValueError(f"unknown zscore mode {zscore!r}; valid: {list(ZSCORE_MODES)}")
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -469,11 +685,11 @@ def load_things_fmri(betas_dir: str | os.PathLike, subjects: Sequence[str] = SUB
             files = find_subject_files(betas_dir, subject)
             stim_md = read_stimulus_metadata(files.stimulus_metadata)
             vox_md = read_voxel_metadata(files.voxel_metadata)
-            sel = select_first_exemplars(stim_md, path=files.stimulus_metadata)
+            sel = select_trials(stim_md, selection, path=files.stimulus_metadata)
             if ref_sel is None:
                 ref_sel, ref_subject = sel, subject
-            elif list(sel["stimulus"]) != list(ref_sel["stimulus"]):
-                a, b = list(ref_sel["stimulus"]), list(sel["stimulus"])
+            elif list(sel.items["stimulus"]) != list(ref_sel.items["stimulus"]):
+                a, b = list(ref_sel.items["stimulus"]), list(sel.items["stimulus"])
                 diffs = [f"row {i}: {ref_subject} {x!r} vs {subject} {y!r}"
                          for i, (x, y) in enumerate(zip(a, b)) if x != y][:5]
                 if len(a) != len(b):
@@ -481,22 +697,36 @@ def load_things_fmri(betas_dir: str | os.PathLike, subjects: Sequence[str] = SUB
                 raise ThingsFormatError(
                     f"{files.stimulus_metadata}: selected stimuli of {subject} differ from those of "
                     f"{ref_subject}; expected identical lists. First differences: " + "; ".join(diffs))
-            trial_ids = sel["trial_id"].to_numpy()
-            logging.info("%s: %d stimuli selected from %s (sessions %s)", subject, len(sel),
-                         files.stimulus_metadata, sorted(set(sel["session"].tolist())))
+            n_items = len(sel.items)
+            if n_items < 3:
+                raise ThingsFormatError(f"{files.stimulus_metadata}: selection {selection!r} gives {n_items} "
+                                        f"stimuli; an RDM needs at least 3")
+            trial_ids = sel.trials["trial_id"].to_numpy()
+            averaging = None if selection == "first_exemplar" else sel.averaging_matrix()
+            groups = None
+            if zscore == "run":
+                groups = stim_md["session"].to_numpy(np.int64) * 100 + stim_md["run"].to_numpy(np.int64)
+            elif zscore == "session":
+                groups = stim_md["session"].to_numpy(np.int64)
+            logging.info("%s: %d stimuli (%s, %d trials) from %s (sessions %s)", subject, n_items, selection,
+                         trial_ids.size, files.stimulus_metadata, sorted(set(sel.trials["session"].tolist())))
             subj_rdms, subj_nvox = [], []
             for roi in roi_names:
-                rows = roi_voxel_rows(vox_md, tuple(rois[roi]), path=files.voxel_metadata)
-                patterns = _roi_patterns(files, rows, trial_ids, len(stim_md), len(vox_md))
-                rdm = correlation_rdm(patterns)
-                subj_rdms.append(rdm[np.triu_indices(len(sel), k=1)])
+                rows = select_voxels(vox_md, tuple(rois[roi]), nc_testset_min=nc_testset_min,
+                                     path=files.voxel_metadata)
+                patterns = _roi_patterns(files, rows, trial_ids, len(stim_md), len(vox_md), groups=groups,
+                                         averaging=averaging)
+                rdm = correlation_rdm(patterns, overwrite=True)
+                del patterns
+                subj_rdms.append(rdm[np.triu_indices(n_items, k=1)])
+                del rdm
                 subj_nvox.append(rows.size)
                 logging.info("%s %s: %d voxels", subject, roi, rows.size)
                 if bar is not None:
                     bar.update(1)
             rdms.append(np.stack(subj_rdms))
             n_voxels.append(subj_nvox)
-            runs.append(sel["session"].to_numpy(np.int64) * 100 + sel["run"].to_numpy(np.int64))
+            runs.append(sel.run_labels())
             sources.append(f"{subject}: {files.responses.name}, {files.stimulus_metadata.name}, "
                            f"{files.voxel_metadata.name}")
     finally:
@@ -506,11 +736,12 @@ def load_things_fmri(betas_dir: str | os.PathLike, subjects: Sequence[str] = SUB
         rdm_vectors=np.stack(rdms).astype(np.float64),
         subjects=subjects,
         rois=roi_names,
-        stimuli=tuple(ref_sel["stimulus"]),
-        concepts=tuple(ref_sel["concept"]),
+        stimuli=tuple(ref_sel.items["stimulus"]),
+        concepts=tuple(ref_sel.items["concept"]),
         runs=np.stack(runs).astype(np.int64),
         n_voxels=np.asarray(n_voxels, dtype=np.int64),
         source=f"THINGS-fMRI betas_csv in {pathlib.Path(betas_dir)} ({'; '.join(sources)})",
+        preparation=_describe(selection, zscore, nc_testset_min),
     )
 
 
@@ -526,5 +757,11 @@ def cross_run_mask(runs: np.ndarray) -> np.ndarray:
     runs = np.asarray(runs)
     if runs.ndim != 2:
         raise ValueError(f"runs must be 2-D [subjects, stimuli], got shape {runs.shape}")
+    if (runs < 0).any():
+        raise ValueError(
+            "cross-run pairs need the (session, run) of one trial per stimulus for every subject; these data "
+            f"have no run label for {int((runs < 0).any(axis=0).sum())} of {runs.shape[1]} stimuli (rows that "
+            "average several trials, e.g. selection 'concept_mean'/'test_mean', or RDMs given as RDMs without "
+            "runs). Use pair set 'all'.")
     i, j = np.triu_indices(runs.shape[1], k=1)
     return np.all(runs[:, i] != runs[:, j], axis=0)
