@@ -8,7 +8,8 @@ its centred, unit-norm ranks, each comparison is a dot product:
 The brain ranks are fixed and computed ONCE (`rank_brain`); each model RDM is ranked once per
 (seed, milestone, layer) instead of once per comparison, as the reference implementation's
 `scipy.stats.spearmanr` loop does. `rsa_grid` does the whole [..., L, R, S] grid in one compiled
-call (`study.md` §8.1-8.2, `style.md` §12).
+call (`study.md` §8.1-8.2, `style.md` §12); `bench/rsa.py` times it against that loop and
+rsatoolbox.
 
 Conventions:
   * Pairs are the strict upper triangle in row-major order (`np.triu_indices(n, k=1)`), or any
@@ -147,7 +148,10 @@ def _finish(metric, g, sq_i, sq_j, same):
 
 
 def _sort_key(v: jax.Array) -> jax.Array:
-  """Integer key with the order of v (-0.0 == 0.0); NaNs get some key and are handled by the caller."""
+  """Integer key with the order of v (-0.0 == 0.0); NaNs get some key and are handled by the caller.
+
+  Subnormal floats compare equal to 0 on XLA's CPU backend (flush-to-zero), so they tie with 0.
+  """
   if jnp.issubdtype(v.dtype, jnp.integer) or v.dtype == jnp.bool_:
     return v.astype(jnp.promote_types(v.dtype, jnp.int32))
   v = _as_float(v)
@@ -158,10 +162,42 @@ def _sort_key(v: jax.Array) -> jax.Array:
   return jnp.where(b < 0, b ^ jnp.array(jnp.iinfo(itype).max, itype), b)
 
 
+def _lower_bound(s: jax.Array, q: jax.Array) -> jax.Array:
+  """int32 [P]: for each q (an element of sorted int keys s [P]), how many elements of s are < q.
+
+  A binary search over all of s costs log2(P) = 18 dependent gathers per query at P = 258,840.
+  Instead a direct-address table over the key range (2^bits buckets of equal width, bits ~ log2 P)
+  gives each query its bucket's slice of s, and the search only halves that slice: typically a
+  few steps. The step count comes from the fullest bucket, so clustered or tied keys stay exact,
+  just slower (at worst the full search).
+  """
+  p = s.shape[0]
+  nbits = jnp.iinfo(s.dtype).bits
+  utype = jnp.uint64 if nbits == 64 else jnp.uint32
+  bits = min(16, max(1, p.bit_length() - 2))  # ~4 keys per bucket when spread evenly
+  offset = lambda x: lax.bitcast_convert_type(x - s[0], utype)  # wraps correctly: x >= s[0]
+  width = nbits - lax.clz(offset(s[-1])).astype(jnp.int32)  # bit length of the key range
+  shift = jnp.maximum(width - bits, 0).astype(utype)
+  bucket = (offset(q) >> shift).astype(jnp.int32)  # [P], < 2^bits
+  count = jnp.zeros(1 << bits, jnp.int32).at[bucket].add(1)  # keys per bucket
+  first = jnp.cumsum(count) - count  # position in s of each bucket's first key
+  lo, hi = first[bucket], first[bucket] + count[bucket]  # the answer lies in [lo, hi)
+  steps = 32 - lax.clz(jnp.max(count))  # ceil(log2(max count + 1)) halvings empty every range
+
+  def halve(_, bounds):
+    lo, hi = bounds
+    mid = (lo + hi) // 2
+    left = (q <= s[jnp.minimum(mid, p - 1)]) | (lo >= hi)
+    return jnp.where(left, lo, mid + 1), jnp.where(left, mid, hi)
+
+  lo, _ = lax.fori_loop(0, steps, halve, (lo, hi))
+  return lo
+
+
 def _doubled_ranks_1d(k: jax.Array) -> jax.Array:
   """int [P] sort keys -> int32 [P]: 2 x average rank, i.e. (first + 1) + (last + 1) of the tie run."""
   s = lax.sort(k)  # one integer operand: the fast sort path on CPU
-  start = jnp.searchsorted(s, k, side="left", method="scan").astype(jnp.int32)  # elements < k
+  start = _lower_bound(s, k)  # elements < k = first position of k's tie run
   ties = jnp.zeros(k.shape, jnp.int32).at[start].add(1)  # size of each tie run, at its start
   return 2 * start + 1 + ties[start]  # run [start, start + t) -> ranks start + 1 .. start + t
 
@@ -172,10 +208,13 @@ def _doubled_ranks(v: jax.Array) -> jax.Array:
   if p == 0:
     return jnp.zeros(v.shape, jnp.int32)
   keys = _sort_key(v).reshape(-1, p)  # [B, P]
-  # On CPU one vector at a time keeps the sorted vector (1 MB at P = 258,840) in cache during the
-  # binary searches: ~2x faster than searching all vectors at once. Accelerators take the batch.
-  batch = 1 if jax.default_backend() == "cpu" else keys.shape[0]
-  return lax.map(_doubled_ranks_1d, keys, batch_size=batch).reshape(v.shape)
+  return lax.map(_doubled_ranks_1d, keys, batch_size=_loop_batch(keys.shape[0])).reshape(v.shape)
+
+
+def _loop_batch(n: int) -> int:
+  """lax.map batch size: on CPU one item at a time keeps its working set (~1 MB vectors at P =
+  258,840) in cache, ~2x faster than whole-batch ops; accelerators take all n at once (a vmap)."""
+  return 1 if jax.default_backend() == "cpu" else max(n, 1)
 
 
 def _nan_rows(v: jax.Array) -> jax.Array:
@@ -202,6 +241,16 @@ def average_ranks(v: jax.Array) -> jax.Array:
   return jnp.where(_nan_rows(v), jnp.nan, r)
 
 
+def _centred_doubled_ranks(v: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """[..., P] -> (2 x centred ranks, exact integers as float [..., P]; their L2 norm [..., 1], NaN if undefined)."""
+  p = v.shape[-1]
+  out = jnp.promote_types(v.dtype, jnp.float32) if jnp.issubdtype(v.dtype, jnp.floating) else jnp.float32
+  # 2 x rank - 2 x mean rank = 2 r - (P + 1): an exact integer, |.| < P.
+  c = (_doubled_ranks(v) - (p + 1)).astype(out)
+  norm = jnp.linalg.norm(c, axis=-1, keepdims=True)  # 0 for a constant vector: 0 / 0 = NaN below
+  return c, jnp.where(_nan_rows(v), jnp.nan, norm)
+
+
 def centred_ranks(v: jax.Array) -> jax.Array:
   """Average ranks, centred and scaled to unit L2 norm along the last axis.
 
@@ -212,13 +261,8 @@ def centred_ranks(v: jax.Array) -> jax.Array:
   Returns:
     float [..., P]; NaN where v contains a NaN or is constant (Spearman's rho is then undefined).
   """
-  v = jnp.asarray(v)
-  p = v.shape[-1]
-  out = jnp.promote_types(v.dtype, jnp.float32) if jnp.issubdtype(v.dtype, jnp.floating) else jnp.float32
-  # 2 x rank - 2 x mean rank = 2 r - (P + 1): an exact integer, |.| < P.
-  c = (_doubled_ranks(v) - (p + 1)).astype(out)
-  c = c / jnp.linalg.norm(c, axis=-1, keepdims=True)  # 0 / 0 = NaN for a constant vector
-  return jnp.where(_nan_rows(v), jnp.nan, c)
+  c, norm = _centred_doubled_ranks(jnp.asarray(v))
+  return c / norm
 
 
 @jax.jit
@@ -248,15 +292,27 @@ def spearman_grid(model_vectors: jax.Array, brain_ranks: jax.Array) -> jax.Array
     raise ValueError(
         f"model has {model_vectors.shape[-1]} pairs, brain {brain_ranks.shape[-1]}: rank both on the same pairs"
     )
-  ranks = centred_ranks(model_vectors)  # [..., L, P]
-  return jnp.einsum("...lp,srp->...lrs", ranks, brain_ranks, precision=lax.Precision.HIGHEST)
+  return _rho(*_centred_doubled_ranks(model_vectors), brain_ranks)
+
+
+def _rho(c: jax.Array, norm: jax.Array, brain_ranks: jax.Array) -> jax.Array:
+  """2 x centred model ranks [..., L, P] and their norms [..., L, 1] -> rho [..., L, R, S]."""
+  dots = jnp.einsum("...lp,srp->...lrs", c, brain_ranks, precision=lax.Precision.HIGHEST)
+  return dots / norm[..., None]  # normalising the [..., L, R, S] result saves a pass over [..., L, P]
 
 
 @functools.partial(jax.jit, static_argnames=("metric",))
 def _rsa_grid(features, brain_ranks, i, j, metric):
   """Jitted body of `rsa_grid`; `features` is a tuple (its length and shapes key the cache)."""
-  vectors = jnp.stack([rdm_vectors(f, (i, j), metric) for f in features], axis=-2)  # [..., L, P]
-  return spearman_grid(vectors, brain_ranks)
+  lead, n = features[0].shape[:-2], features[0].shape[-2]
+  flat = tuple(f.reshape(-1, n, f.shape[-1]) for f in features)  # [B, n, d_l], B = prod(lead)
+
+  def cell(xs):  # one (seed, milestone) cell: on CPU its [n, n] and [L, P] buffers stay in cache
+    vectors = jnp.stack([rdm_vectors(x, (i, j), metric) for x in xs])  # [L, P]
+    return _rho(*_centred_doubled_ranks(vectors), brain_ranks)  # [L, R, S]
+
+  rho = lax.map(cell, flat, batch_size=_loop_batch(flat[0].shape[0]))  # [B, L, R, S]
+  return rho.reshape(*lead, *rho.shape[1:])
 
 
 def rsa_grid(
@@ -267,9 +323,12 @@ def rsa_grid(
 ) -> jax.Array:
   """The whole RSA score grid in one compiled call.
 
-  Per layer the model RDM is built from that layer's features (widths may differ), reduced to the
-  pairs, ranked once, and compared with every (ROI, subject) by one einsum. Peak memory is one
-  [..., n, n] RDM per layer plus a few [..., L, P] arrays; nothing is built per ROI or subject.
+  For each cell of the leading axes (e.g. one seed at one milestone) and each layer, the model RDM
+  is built from that layer's features (widths may differ), reduced to the pairs, ranked once, and
+  compared with every (ROI, subject) by one einsum against the precomputed brain ranks. On CPU the
+  cells run one after another (`lax.map`), so the working set is one cell's L Gram matrices
+  [n, n] and vectors [L, P] (~2 MB and ~1 MB each at n = 720) and stays in cache; on accelerators
+  all cells run at once. Nothing is built per ROI or subject.
 
   Args:
     features: one array per layer, [..., n, d_l] each, with the same leading axes (e.g.
@@ -293,4 +352,8 @@ def rsa_grid(
   i, j = pairs
   i = jnp.asarray(i, dtype=jnp.int32)
   j = jnp.asarray(j, dtype=jnp.int32)
+  if i.shape != j.shape or i.ndim != 1 or i.shape[0] != brain_ranks.shape[-1]:
+    raise ValueError(
+        f"pairs {i.shape}/{j.shape} vs brain ranks over {brain_ranks.shape[-1]} pairs: rank both on the same pairs"
+    )
   return _rsa_grid(features, brain_ranks, i, j, metric=metric)

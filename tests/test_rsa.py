@@ -238,3 +238,62 @@ def test_mismatched_inputs_raise():
     rsa.rsa_grid([features[0], features[1][0]], ranks, pairs)
   with pytest.raises(ValueError, match="pairs"):
     rsa.rsa_grid(features, ranks[..., :10], pairs)
+
+
+@pytest.mark.parametrize(
+    "case", ["int_extremes", "huge_range", "clustered", "all_tied", "signed_zeros"]
+)
+def test_average_ranks_on_adversarial_distributions(case):
+  """Exact rankdata ranks where a bucketed search could go wrong [SciPy].
+
+  Keys at both ends of the int32 range (wrapping offsets), floats spanning 1e-30..1e30 of both
+  signs (a few buckets hold almost everything), one value repeated with a few outliers (a huge tie
+  run in one bucket), a constant vector, and -0.0/0.0 mixed with tiny values (normal ones: XLA on CPU flushes subnormals to 0).
+  """
+  rng = np.random.default_rng(14)
+  if case == "int_extremes":
+    v = rng.choice(np.array([-(2**31), -(2**31) + 1, -1, 0, 1, 2**31 - 2, 2**31 - 1], np.int32), size=(3, 500))
+  elif case == "huge_range":
+    v = (rng.choice([-1.0, 1.0], (3, 500)) * 10.0 ** rng.uniform(-30, 30, (3, 500))).astype(np.float32)
+  elif case == "clustered":
+    v = np.where(rng.random((3, 500)) < 0.95, 1.0, rng.standard_normal((3, 500)) * 1e6).astype(np.float32)
+    v[:, :20] += np.float32(1e-6) * np.arange(20, dtype=np.float32)  # near-ties next to the run
+  elif case == "all_tied":
+    v = np.full((2, 300), 7.0, np.float32)
+  else:
+    v = rng.choice(np.array([-0.0, 0.0, 1e-30, -1e-30, 2e-30, -2e-30], np.float32), size=(3, 500))
+  want = scipy.stats.rankdata(v, axis=-1)
+  np.testing.assert_array_equal(np.asarray(rsa.average_ranks(jnp.asarray(v))), want)
+
+
+def test_batched_accelerator_path_matches_scipy(monkeypatch):
+  """The all-cells-at-once path used on accelerators (lax.map batch = whole batch, i.e. a vmap)
+  gives the same rho as spearmanr [SciPy]; CPU runs one cell at a time, so force it here.
+
+  Uses a stimulus count no other test uses, so nothing comes from the jit cache.
+  """
+  monkeypatch.setattr(rsa, "_loop_batch", lambda n: max(n, 1))
+  n = 11
+  features, brain = _toy(seed=15, n=n)
+  v = np.random.default_rng(16).integers(0, 4, size=(3, 45)).astype(np.float32)
+  np.testing.assert_array_equal(np.asarray(rsa.average_ranks(v)), scipy.stats.rankdata(v, axis=-1))
+  rho = np.asarray(rsa.rsa_grid(features, rsa.rank_brain(brain), rsa.pair_indices(n)))
+  for l, f in enumerate(features):
+    model = pdist(f[1, 0].astype(np.float64), "correlation")
+    for r in range(R):
+      for s in range(S):
+        assert rho[1, 0, l, r, s] == pytest.approx(_spearman(model, brain[s, r]), abs=1e-5)
+
+
+def test_spearman_grid_on_vectors_equals_rsa_grid():
+  """spearman_grid(stacked rdm_vectors) and the fused rsa_grid compute the same rho [brainalign, two paths].
+
+  spearman_grid is the entry point for stored RDM vectors; it must agree with the fused per-cell path.
+  """
+  features, brain = _toy(seed=17)
+  pairs = rsa.pair_indices(N)
+  ranks = rsa.rank_brain(brain)
+  vectors = jnp.stack([rsa.rdm_vectors(jnp.asarray(f), pairs) for f in features], axis=-2)  # [2, 3, L, P]
+  got = rsa.spearman_grid(vectors, ranks)
+  assert got.shape == (*LEAD, len(WIDTHS), R, S)
+  np.testing.assert_allclose(got, rsa.rsa_grid(features, ranks, pairs), atol=1e-6)
