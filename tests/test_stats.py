@@ -1,0 +1,303 @@
+"""brainalign.stats against independent oracles: rsatoolbox 0.3.2, SciPy, statsmodels, NumPy loops.
+
+Small shapes only (n <= 30 stimuli) so the whole file runs in well under two minutes on a shared 2-core CPU.
+"""
+import itertools
+
+import jax
+import numpy as np
+import pytest
+import scipy.stats
+from rsatoolbox.inference import boot_noise_ceiling, eval_bootstrap_pattern
+from rsatoolbox.model import ModelFixed
+from rsatoolbox.rdm import RDMs, compare
+from statsmodels.stats.multitest import multipletests
+
+from brainalign import rsa, stats
+
+
+def _vectors(rng, n, count, ties=False):
+  """count RDM vectors over n stimuli (correlated through a shared latent); ties=True rounds them."""
+  p = n * (n - 1) // 2
+  base = rng.standard_normal(p)
+  v = 0.5 * base + rng.standard_normal((count, p))
+  return np.round(v, 0) if ties else v
+
+
+@pytest.fixture(scope="module")
+def toy():
+  """5 model vectors (two with ties) and brain [3 subjects, 2 ROIs] (one ROI with ties), n = 12."""
+  rng = np.random.default_rng(0)
+  n = 12
+  model = _vectors(rng, n, 5)
+  model[3:] = np.round(model[3:], 0)
+  brain = _vectors(rng, n, 6).reshape(3, 2, -1)
+  brain[:, 1] = np.round(brain[:, 1] * 2, 0)
+  return n, model.astype(np.float32), brain.astype(np.float32)
+
+
+@pytest.mark.parametrize("method", stats.COMPARATORS)
+def test_comparators_equal_rsatoolbox_compare(toy, method):
+  """Every comparator equals rsatoolbox's `compare` of the same name, ties included."""
+  _, model, brain = toy
+  y = brain.reshape(-1, brain.shape[-1])
+  got = np.asarray(stats.compare(model, y, method))
+  want = compare(RDMs(model.astype(np.float64)), RDMs(y.astype(np.float64)), method)
+  np.testing.assert_allclose(got, want, atol=2e-6)
+
+
+def test_spearman_equals_scipy_and_nan_propagates(toy):
+  """spearman = scipy.stats.spearmanr for every pair; a vector with a NaN gives NaN, not a number."""
+  _, model, brain = toy
+  y = brain.reshape(-1, brain.shape[-1])
+  got = np.asarray(stats.compare(model, y, "spearman"))
+  want = np.array([[scipy.stats.spearmanr(a, b)[0] for b in y] for a in model])
+  np.testing.assert_allclose(got, want, atol=2e-6)
+  bad = model.copy()
+  bad[1, 4] = np.nan
+  out = np.asarray(stats.compare(bad, y, "spearman"))
+  assert np.isnan(out[1]).all() and np.isfinite(out[[0, 2, 3, 4]]).all()
+
+
+def test_unknown_comparator_is_an_error(toy):
+  """tau-a and typos fail with a message naming the valid comparators."""
+  _, model, brain = toy
+  with pytest.raises(ValueError, match="spearman"):
+    stats.compare(model, model, "tau-a")
+
+
+@pytest.mark.parametrize("method", stats.COMPARATORS)
+def test_noise_ceiling_equals_rsatoolbox(toy, method):
+  """Lower (leave-one-subject-out) and upper bounds equal rsatoolbox's boot_noise_ceiling per ROI,
+  including its comparator-specific pooling (ranks averaged for spearman / rho-a)."""
+  _, _, brain = toy
+  lower, upper = stats.noise_ceiling(brain, method)
+  for r in range(brain.shape[1]):
+    want_lo, want_up = boot_noise_ceiling(RDMs(brain[:, r].astype(np.float64)), method=method)
+    np.testing.assert_allclose([lower[r], upper[r]], [want_lo, want_up], atol=2e-6)
+
+
+def test_noise_ceiling_spearman_equals_direct_formula(toy):
+  """Nili bounds from the definition (study.md §8.5), rank pooling written out with SciPy."""
+  _, _, brain = toy
+  x = brain[:, 0].astype(np.float64)
+  ranks = np.array([scipy.stats.rankdata(v) for v in x])
+  s = len(x)
+  lower = np.mean([scipy.stats.spearmanr(x[k], ranks[np.arange(s) != k].mean(0))[0] for k in range(s)])
+  upper = np.mean([scipy.stats.spearmanr(x[k], ranks.mean(0))[0] for k in range(s)])
+  got = stats.noise_ceiling(brain, "spearman")
+  np.testing.assert_allclose([got[0][0], got[1][0]], [lower, upper], atol=2e-6)
+
+
+def _loop_oracle(model, brain, runs, idx, n):
+  """Explicit stimulus bootstrap (study.md §8.6), one resample at a time: index both RDMs by the
+  resample, keep position pairs a < b whose original stimuli differ and lie in different runs for
+  every subject, Spearman with SciPy; per-subject rho [V, R, S]."""
+  ms = [scipy.spatial.distance.squareform(v) for v in model]
+  bs = [[scipy.spatial.distance.squareform(brain[s, r]) for r in range(brain.shape[1])] for s in range(len(brain))]
+  a, b = np.triu_indices(n, 1)
+  oa, ob = idx[a], idx[b]
+  keep = (oa != ob) & np.all(runs[:, oa] != runs[:, ob], axis=0)
+  out = np.empty((len(model), brain.shape[1], len(brain)))
+  for v, m in enumerate(ms):
+    for r in range(brain.shape[1]):
+      for s in range(len(brain)):
+        out[v, r, s] = scipy.stats.spearmanr(m[oa, ob][keep], bs[s][r][oa, ob][keep])[0]
+  return out
+
+
+def test_bootstrap_equals_explicit_resampling_on_cross_run_pairs(toy):
+  """Every resample's rho equals the explicit loop: duplicated stimuli's self-pairs dropped, the
+  cross-run set recomputed on the resampled pairs, nothing else changed."""
+  n, model, brain = toy
+  rng = np.random.default_rng(1)
+  runs = rng.integers(0, 3, (3, n))
+  i, j = rsa.pair_indices(n)
+  keep = np.all(runs[:, i] != runs[:, j], axis=0)
+  flat = np.flatnonzero(keep)
+  idx = np.asarray(stats.draw_resamples(jax.random.key(3), 4, n))
+  out = stats.bootstrap_rsa(model[:, flat], brain[..., flat], (i[flat], j[flat]), idx, n=n)
+  for b in range(len(idx)):
+    want = _loop_oracle(model, brain, runs, idx[b], n)
+    np.testing.assert_allclose(np.asarray(out["rho"][b]), want, atol=3e-6)
+
+
+@pytest.mark.parametrize("method", stats.COMPARATORS)
+def test_bootstrap_resamples_equal_rsatoolbox_subsample_pattern(toy, method):
+  """With the same indices, rho and both ceiling bounds equal rsatoolbox's subsample_pattern +
+  compare / boot_noise_ceiling (its NaN self-pairs dropped), for every comparator."""
+  n, model, brain = toy
+  i, j = rsa.pair_indices(n)
+  idx = np.asarray(stats.draw_resamples(jax.random.key(5), 3, n))
+  out = stats.bootstrap_rsa(model, brain, (i, j), idx, n=n, method=method, model_chunk=2)
+  for b in range(len(idx)):
+    ms = RDMs(model.astype(np.float64)).subsample_pattern("index", idx[b])
+    for r in range(brain.shape[1]):
+      bs = RDMs(brain[:, r].astype(np.float64)).subsample_pattern("index", idx[b])
+      np.testing.assert_allclose(np.asarray(out["rho"][b, :, r, :]), compare(ms, bs, method), atol=3e-6)
+      lo, up = boot_noise_ceiling(bs, method=method)
+      np.testing.assert_allclose([out["noise_lower"][b, r], out["noise_upper"][b, r]], [lo, up], atol=3e-6)
+
+
+def test_identity_resample_is_the_plain_statistic(toy):
+  """The identity row reproduces compare() and noise_ceiling(); chunking does not change results;
+  a fixed key gives the same resamples."""
+  n, model, brain = toy
+  i, j = rsa.pair_indices(n)
+  idx = np.concatenate([stats.identity_resample(n), stats.draw_resamples(jax.random.key(0), 3, n)])
+  a = stats.bootstrap_rsa(model, brain, (i, j), idx, n=n, model_chunk=5, batch_size=1)
+  b = stats.bootstrap_rsa(model, brain, (i, j), idx, n=n, model_chunk=2, batch_size=2)
+  np.testing.assert_allclose(a["rho"], b["rho"], atol=1e-6)
+  y = brain.transpose(1, 0, 2).reshape(-1, brain.shape[-1])  # [R * S, P]
+  want = np.asarray(stats.compare(model, y)).reshape(len(model), brain.shape[1], brain.shape[0])
+  np.testing.assert_allclose(a["rho"][0], want, atol=1e-6)
+  lo, up = stats.noise_ceiling(brain)
+  np.testing.assert_allclose(a["noise_lower"][0], lo, atol=1e-6)
+  np.testing.assert_allclose(a["noise_upper"][0], up, atol=1e-6)
+  np.testing.assert_array_equal(stats.draw_resamples(jax.random.key(0), 3, n), idx[1:])
+
+
+def test_bootstrap_distribution_matches_rsatoolbox_eval_bootstrap_pattern():
+  """Mean and SD of the bootstrap distribution (model rho and lower ceiling) agree with rsatoolbox's
+  own eval_bootstrap_pattern (its own RNG, same N = 300) within Monte Carlo error: |mean diff| < 4 SE,
+  SD ratio within 25 % (SE of an SD ~ SD / sqrt(2N) = 4 %, so 25 % is > 4 SE of the ratio)."""
+  rng = np.random.default_rng(7)
+  n, count = 24, 300
+  latent = rng.standard_normal((n, 3))
+  feats = latent @ rng.standard_normal((3, 10)) + rng.standard_normal((n, 10))
+  model = scipy.spatial.distance.pdist(feats, "correlation")[None].astype(np.float32)
+  vox = np.stack([latent @ rng.standard_normal((3, 15)) + 1.5 * rng.standard_normal((n, 15)) for _ in range(3)])
+  brain = np.stack([scipy.spatial.distance.pdist(v, "correlation") for v in vox])[:, None].astype(np.float32)
+  np.random.seed(0)  # rsatoolbox draws from NumPy's global generator
+  res = eval_bootstrap_pattern(ModelFixed("m", RDMs(model.astype(np.float64))), RDMs(brain[:, 0].astype(np.float64)),
+                               method="spearman", N=count)
+  theirs = np.asarray(res.evaluations)[:, 0]
+  their_lower = np.asarray(res.noise_ceiling)[0]
+  i, j = rsa.pair_indices(n)
+  out = stats.bootstrap_rsa(model, brain, (i, j), stats.draw_resamples(jax.random.key(11), count, n), n=n)
+  ours = np.asarray(out["rho"][:, 0, 0, :]).mean(-1)  # subject mean, as rsatoolbox
+  our_lower = np.asarray(out["noise_lower"][:, 0])
+  for a, b in ((ours, theirs), (our_lower, their_lower)):
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    se = np.sqrt(a.var() / len(a) + b.var() / len(b))
+    assert abs(a.mean() - b.mean()) < 4 * se
+    assert 0.75 < a.std() / b.std() < 1.25
+
+
+def test_bootstrap_coverage_on_a_simulated_brain():
+  """95 % percentile intervals cover the simulation's true value in roughly 95 % of repetitions.
+
+  Simulated brain: stimuli are i.i.d. 4-d latents; model features and three subjects' voxels are
+  noisy linear read-outs of them (correlation RDMs). True value = subject-mean Spearman rho on 400
+  fresh stimuli from the same population (79,800 pairs, a close stand-in for the infinite-stimulus
+  value). 120 repetitions, each with n = 30 stimuli and B = 200 resamples. Observed coverage when
+  written: 0.92 (110/120); the assertion allows 0.85-0.99 (the binomial SE at 120 reps is 2 %).
+  """
+  rng = np.random.default_rng(2026)
+  k, d, v = 4, 12, 20
+  a_model = rng.standard_normal((k, d))
+  a_brain = rng.standard_normal((3, k, v))
+
+  def sample(m):
+    z = rng.standard_normal((m, k))
+    f = z @ a_model + 1.0 * rng.standard_normal((m, d))
+    b = np.einsum("mk,skv->smv", z, a_brain) + 2.0 * rng.standard_normal((3, m, v))
+    fm = scipy.spatial.distance.pdist(f, "correlation")
+    bm = np.stack([scipy.spatial.distance.pdist(x, "correlation") for x in b])
+    return fm[None].astype(np.float32), bm[:, None].astype(np.float32)
+
+  big_m, big_b = sample(400)
+  truth = float(np.asarray(stats.compare(big_m, big_b[:, 0], "spearman")).mean())
+  n, reps = 30, 120
+  i, j = rsa.pair_indices(n)
+  keys = jax.random.split(jax.random.key(99), reps)
+  covered = 0
+  for r in range(reps):
+    m, b = sample(n)
+    out = stats.bootstrap_rsa(m, b, (i, j), stats.draw_resamples(keys[r], 200, n), n=n)
+    lo, hi = stats.percentile_ci(np.asarray(out["rho"][:, 0, 0, :]).mean(-1), 0.95)
+    covered += int(lo <= truth <= hi)
+  coverage = covered / reps
+  assert 0.85 <= coverage <= 0.99, coverage
+
+
+def test_percentile_ci_and_bootstrap_p():
+  """Percentile CI = NumPy percentiles; two-sided p = (2 min(#<=0, #>=0) + 1) / (B + 1), capped at 1."""
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((999, 3))
+  lo, hi = stats.percentile_ci(x, 0.9)
+  np.testing.assert_allclose(lo, np.percentile(x, 5, axis=0))
+  np.testing.assert_allclose(hi, np.percentile(x, 95, axis=0))
+  d = np.array([[-1.0, 1.0, 0.0], [0.5, 2.0, 0.0], [0.2, 3.0, 0.0], [0.1, 4.0, 0.0]])
+  # column 0: #<=0 = 1, #>=0 = 3 -> (2 + 1) / 5; column 1: 0 -> 1 / 5; column 2: all ties -> capped at 1
+  np.testing.assert_allclose(stats.bootstrap_p_two_sided(d), [3 / 5, 1 / 5, 1.0])
+
+
+def test_sign_flip_p_equals_brute_force_enumeration():
+  """Exact one-sided p equals enumerating all 2^K sign vectors with itertools; 5 positive -> 1/32."""
+  rng = np.random.default_rng(4)
+  d = rng.standard_normal((40, 5))
+  want = []
+  for row in d:
+    null = [np.mean(np.array(s) * row) for s in itertools.product((1, -1), repeat=5)]
+    want.append(np.mean(np.array(null) >= row.mean() - 1e-12))
+  np.testing.assert_allclose(stats.sign_flip_p(d), want)
+  assert stats.sign_flip_p(np.array([0.1, 0.2, 0.3, 0.4, 0.5])) == pytest.approx(1 / 32)
+
+
+def test_bh_and_holm_equal_statsmodels():
+  """BH-FDR and Holm adjusted p equal statsmodels' multipletests on random p-values (ties included)."""
+  rng = np.random.default_rng(8)
+  for m in (1, 7, 40):
+    p = rng.uniform(0, 0.2, m) ** 2
+    if m > 3:
+      p[:2] = p[2]  # ties
+    np.testing.assert_allclose(stats.bh_fdr(p), multipletests(p, method="fdr_bh")[1], atol=1e-12)
+    np.testing.assert_allclose(stats.holm(p), multipletests(p, method="holm")[1], atol=1e-12)
+  with pytest.raises(ValueError, match="NaN"):
+    stats.bh_fdr(np.array([0.1, np.nan]))
+
+
+def test_cohens_d_formulas():
+  """Averaged-variance d (study.md §8.9) and paired d_z, from the formulas with NumPy."""
+  a, b = np.array([0.07, 0.08, 0.06, 0.09, 0.075]), np.array([0.03, 0.035, 0.025, 0.04, 0.03])
+  want = (a.mean() - b.mean()) / np.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)
+  assert stats.cohens_d(a, b) == pytest.approx(want)
+  assert stats.cohens_dz(a - b) == pytest.approx((a - b).mean() / (a - b).std(ddof=1))
+
+
+def test_partial_spearman_equals_direct_numpy():
+  """Reference form = rank, centre, residualise on the control by least squares, Spearman of the
+  residuals; closed form = the textbook formula on ranks. A control equal to the model leaves nothing:
+  NaN (undefined), not a number made of rounding."""
+  rng = np.random.default_rng(12)
+  p = 190
+  z = rng.standard_normal(p)
+  x = 0.6 * z + rng.standard_normal((3, p))
+  y = 0.4 * z + 0.3 * x[0] + rng.standard_normal((2, p))
+
+  def resid(v):
+    rv, rz = scipy.stats.rankdata(v), scipy.stats.rankdata(z)
+    rv, rz = rv - rv.mean(), rz - rz.mean()
+    beta = np.linalg.lstsq(rz[:, None], rv, rcond=None)[0]
+    return rv - rz * beta[0]
+
+  want_ref = np.array([[scipy.stats.spearmanr(resid(a), resid(b))[0] for b in y] for a in x])
+  r = lambda a, b: scipy.stats.spearmanr(a, b)[0]  # noqa: E731
+  want_closed = np.array([[(r(a, b) - r(a, z) * r(b, z)) / np.sqrt((1 - r(a, z) ** 2) * (1 - r(b, z) ** 2))
+                           for b in y] for a in x])
+  np.testing.assert_allclose(stats.partial_spearman(x, y, z, form="reference"), want_ref, atol=2e-6)
+  np.testing.assert_allclose(stats.partial_spearman(x, y, z, form="closed"), want_closed, atol=2e-6)
+  assert np.isnan(stats.partial_spearman(z[None], y, z, form="closed")).all()
+
+
+def test_pixel_and_luminance_rdms():
+  """Pixel RDM = pdist(flattened images, 'correlation'); luminance RDM = |Rec.709 mean luma difference|."""
+  rng = np.random.default_rng(0)
+  imgs = rng.uniform(size=(6, 4, 4, 3)).astype(np.float32)
+  i, j = rsa.pair_indices(6)
+  np.testing.assert_allclose(stats.pixel_rdm_vector(imgs, (i, j)),
+                             scipy.spatial.distance.pdist(imgs.reshape(6, -1).astype(np.float64), "correlation"),
+                             atol=1e-6)
+  y = (0.2126 * imgs[..., 0] + 0.7152 * imgs[..., 1] + 0.0722 * imgs[..., 2]).mean(axis=(1, 2))
+  np.testing.assert_allclose(stats.luminance_rdm_vector(imgs, (i, j)), np.abs(y[i] - y[j]), atol=1e-6)
