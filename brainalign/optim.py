@@ -36,3 +36,15 @@ def torch_adam(rule_config: Any, steps_per_epoch: int) -> optax.GradientTransfor
       optax.add_decayed_weights(rule_config.weight_decay),
       optax.scale_by_adam(b1=rule_config.b1, b2=rule_config.b2, eps=rule_config.eps),
       optax.scale_by_learning_rate(make_schedule(rule_config, steps_per_epoch)))
+
+
+def torch_sgd(rule_config: Any, steps_per_epoch: int) -> optax.GradientTransformation:
+  """PyTorch SGD(momentum, dampening 0, weight_decay=wd) behind global-norm clipping (the reference FA training).
+
+  buf = momentum * buf + (g + wd * p); p -= lr * buf, i.e. optax.trace(decay=momentum) after the L2 term.
+  """
+  return optax.chain(
+      optax.clip_by_global_norm(rule_config.clip_norm) if rule_config.clip_norm else optax.identity(),
+      optax.add_decayed_weights(rule_config.weight_decay),
+      optax.trace(decay=rule_config.momentum, nesterov=False),
+      optax.scale_by_learning_rate(make_schedule(rule_config, steps_per_epoch)))

@@ -50,7 +50,8 @@ def _epoch_file(folder: pathlib.Path, epoch: int, suffix: str) -> pathlib.Path:
 
 def _model_for(config: Any, rule_name: str) -> models.CNN:
   rc = config.rule_configs[rule_name]
-  return models.create_model(config.model, conv_init=rc.conv_init, conv_bias=rc.conv_bias)
+  return models.create_model(config.model, conv_init=rc.conv_init, conv_bias=rc.conv_bias,
+                             pre_bn_relu=rc.get("pre_bn_relu", False))   # STDP's block order (study.md §3.1)
 
 
 def _check_finite(metrics: dict, rule: str, epoch: int, seeds) -> None:
@@ -71,6 +72,7 @@ def train_rule(config: Any, rule_name: str, workdir: pathlib.Path, training: tra
     raise ValueError(f"train.batch_size={config.train.batch_size} exceeds the {len(training.train_images)} "
                      "training images")
   rule = rules.create(rule_name, model, config.rule_configs[rule_name], steps_per_epoch=steps_per_epoch)
+  logging.info("Rule %s: %s", rule_name, rule.description)
   num_epochs = int(config.train.num_epochs)
   milestones = sorted({int(m) for m in config.train.milestones} | {0})
   if max(milestones) > num_epochs:
@@ -95,21 +97,22 @@ def train_rule(config: Any, rule_name: str, workdir: pathlib.Path, training: tra
 
   images_dev = jax.device_put(training.train_images)
   labels_dev = jax.device_put(training.train_labels)
-  test_acc = train.make_test_accuracy(model, mean=training.mean, std=training.std)
+  test_acc = train.make_test_accuracy(model, mean=training.mean, std=training.std, logits_fn=rule.logits)
   extract = features.make_extractor(model, bn_mode=config.eval.bn_mode, batch_size=config.eval.batch_size,
                                     rule_features=rule.features)
   feat_dir, log_dir = workdir / "features" / rule_name, workdir / "logs" / rule_name
 
   def log_epoch(epoch, st, metrics):
     acc = test_acc(st, training.test_images, training.test_labels)
-    io.write_json({"epoch": epoch, "seeds": seeds, "test_accuracy": acc.tolist(),
+    io.write_json({"epoch": epoch, "seeds": seeds, "rule_description": rule.description,
+                   "test_accuracy": acc.tolist(),
                    **{k: np.asarray(v).tolist() for k, v in metrics.items()}},
                   _epoch_file(log_dir, epoch, ".json"))
 
   def save_features(epoch, st):
     arrays = {}
     for res, imgs in probe_set.images.items():
-      for layer, f in extract(st.params, st.batch_stats, imgs).items():
+      for layer, f in extract(st.params, st.batch_stats, imgs, st.rule_state).items():
         arrays[f"{res}px/{layer}"] = f.astype(np.float32)
     io.write_npz(_epoch_file(feat_dir, epoch, ".npz"), **arrays)
 
@@ -226,6 +229,8 @@ def run(config: Any, workdir: str, *, interrupt_after_epoch: Optional[int] = Non
   tables["summary"] = results.summarize(tables["alignment"])
   for name, df in tables.items():
     io.write_csv(df, workdir / "results" / f"{name}.csv")
+  # which variant each rule ran, and whether it reproduces a defective reference rule
+  io.write_json({r.name: r.description for r in runs}, workdir / "results" / "rules.json")
   title_data = ("SIMULATED brain (brainalign demo, not real fMRI)" if probe_set.data == "simulated"
                 else "THINGS-fMRI")
   primary_res = max(probe_set.images)

@@ -140,19 +140,26 @@ def make_epoch_runner(step: Callable, *, steps_per_epoch: int, driver: str,
   return run_epoch
 
 
-def make_test_accuracy(model: Any, *, mean: np.ndarray, std: np.ndarray, chunk: int = 1000) -> Callable:
-  """Returns acc(state [S, ...], images_u8 [N, H, W, 3], labels [N]) -> np.ndarray [S] (inference mode)."""
+def make_test_accuracy(model: Any, *, mean: np.ndarray, std: np.ndarray, chunk: int = 1000,
+                       logits_fn: Callable | None = None) -> Callable:
+  """Returns acc(state [S, ...], images_u8 [N, H, W, 3], labels [N]) -> np.ndarray [S] (inference mode).
+
+  logits_fn: a rule's own fn(variables, images) -> logits (`LearningRule.logits`), None = the forward pass."""
   mean, std = jnp.asarray(mean), jnp.asarray(std)
 
   @jax.jit
-  def correct(params, batch_stats, images, labels):
-    def one(p, s):
-      logits, _ = model.apply({"params": p, "batch_stats": s}, normalize(images, mean, std), train=False)
+  def correct(params, batch_stats, rule_state, images, labels):
+    def one(p, s, r):
+      x = normalize(images, mean, std)
+      if logits_fn is not None:
+        logits = logits_fn({"params": p, "batch_stats": s, "rule_state": r}, x)
+      else:
+        logits, _ = model.apply({"params": p, "batch_stats": s}, x, train=False)
       return jnp.sum(jnp.argmax(logits, -1) == labels)
-    return jax.vmap(one)(params, batch_stats)
+    return jax.vmap(one)(params, batch_stats, rule_state)
 
   def accuracy(state, images, labels):
-    total = sum(correct(state.params, state.batch_stats, images[i:i + chunk], labels[i:i + chunk])
+    total = sum(correct(state.params, state.batch_stats, state.rule_state, images[i:i + chunk], labels[i:i + chunk])
                 for i in range(0, images.shape[0], chunk))
     return np.asarray(jax.device_get(total)) / images.shape[0]
   return accuracy

@@ -41,6 +41,9 @@ class LearningRule(NamedTuple):
       evaluates epoch 0 only.
   features: optional fn(variables, images, bn_batch_stats) -> {layer: [n, d]} for rules whose readout
       features are not the plain forward pass (e.g. predictive coding's inference loop); None = forward pass.
+      variables = {"params", "batch_stats", "rule_state"} of one seed.
+  logits: optional fn(variables, images) -> logits [n, K] in inference mode, for rules whose predictions are
+      not the plain forward pass (predictive coding's readout on the inferred state); None = forward pass.
   project: optional fn(params) -> params applied after each optimiser step (e.g. a weight clamp).
   description: one line written into the results (e.g. which variant, and any reproduced defect).
   """
@@ -51,3 +54,4 @@ class LearningRule(NamedTuple):
   features: Optional[Callable[..., Features]] = None
   project: Optional[Callable[[Params], Params]] = None
   description: str = ""
+  logits: Optional[Callable[..., jax.Array]] = None
