@@ -110,6 +110,7 @@ def test_real_data_path_scores_match_scipy_on_fixture_files(tmp_path):
   c.data.source, c.data.normalization, c.data.num_test = "fashion_mnist_demo", "train_set", 100
   c.brain.betas_dir, c.brain.images_dir = str(fixture["betas_dir"]), str(tmp_path / "images")
   c.eval.resolutions = (32,)
+  c.save_rdms = True
   workdir = tmp_path / "run"
   pipeline.run(c, str(workdir))
   a = pd.read_csv(workdir / "results" / "alignment.csv")
@@ -118,6 +119,12 @@ def test_real_data_path_scores_match_scipy_on_fixture_files(tmp_path):
   assert brain.stimuli == fixture["expected_stimuli"]
   with np.load(workdir / "features" / "random" / "epoch_0000.npz") as z:
     feats = {k: z[k] for k in z.files}
+  with np.load(workdir / "results" / "rdms" / "random_32px.npz") as z:   # the documented save_rdms format
+    assert z["rdms"].shape == (len(c.seeds), 1, 4, len(brain.stimuli) * (len(brain.stimuli) - 1) // 2)
+    assert tuple(z["stimuli"]) == brain.stimuli and tuple(z["layers"]) == ("conv1", "conv2", "conv3", "fc1")
+    np.testing.assert_allclose(z["rdms"][1, 0, 3],
+                               spatial.distance.pdist(feats["32px/fc1"][1].astype(np.float64), "correlation"),
+                               atol=1e-5)
   keep = things.cross_run_mask(brain.runs)
   for pairs, mask in (("all", np.ones_like(keep)), ("cross_run", keep)):
     for k, seed in enumerate(c.seeds):
