@@ -1,6 +1,6 @@
 """Benchmark of the BP training step: 1 seed, S seeds vmapped, S seeds one after another; both conv impls; PyTorch.
 
-    python bench/train.py [--steps 3] [--reps 5] [--seeds 5] [--impls im2col,xla] [--no-torch]
+    python bench/train.py [--steps 2] [--reps 5] [--seeds 5] [--impls im2col,xla] [--no-torch] [--malloc-hugetlb]
 
 What is timed is exactly the library's training path: `rules.create("bp", ...)` (reference optimiser:
 clip 1.0 -> L2 1e-4 -> Adam(1e-3) -> per-epoch cosine), `train.make_train_step` (batch 128 drawn from this
@@ -10,9 +10,10 @@ call on GPU/TPU). The images are random uint8 pixels (timings do not depend on t
 
 Each configuration is a "block" of `--steps` steps through the library's epoch runner (the runner's loop length
 is set to --steps; the step itself still shuffles with the real 62 steps per epoch), followed by
-jax.block_until_ready. The first block of every configuration is the warm-up: its excess over a steady block is
-reported as the compile time. Then `--reps` repetitions of all configurations run interleaved (so a change in
-the machine's load hits all of them alike) and the median block time is reported.
+jax.block_until_ready. The first block of every configuration is the warm-up; the compile time reported is what
+jax.monitoring records during it (tracing + lowering + XLA compilation). Then `--reps` repetitions of all
+configurations run interleaved (so a change in the machine's load hits all of them alike) and the median block
+time is reported, with the median process CPU time (user + sys), which other processes on the machine disturb less.
 
   1 seed      the runner on a [1]-seed state
   S vmapped   the runner on an [S]-seed state (what the pipeline does)
@@ -31,6 +32,7 @@ import datetime
 import functools
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -41,6 +43,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import monitoring
 
 from brainalign import models, rules, train
 from brainalign.data import training_sets
@@ -62,10 +65,29 @@ def cpu_model() -> str:
   return platform.processor() or "unknown"
 
 
-def timed(fn) -> float:
-  t = time.perf_counter()
+_COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
+                   "/jax/core/compile/backend_compile_duration")
+_compile_s = [0.0]
+
+
+def _on_event(name: str, secs: float, **_):
+  if name in _COMPILE_EVENTS:
+    _compile_s[0] += secs
+
+
+monitoring.register_event_duration_secs_listener(_on_event)
+
+
+def _cpu_s() -> float:
+  r = resource.getrusage(resource.RUSAGE_SELF)
+  return r.ru_utime + r.ru_stime
+
+
+def timed(fn) -> tuple[float, float]:
+  """(wall s, process CPU s = user + sys of all threads) of one call."""
+  t, c = time.perf_counter(), _cpu_s()
   fn()
-  return time.perf_counter() - t
+  return time.perf_counter() - t, _cpu_s() - c
 
 
 class JaxCase:
@@ -173,30 +195,37 @@ class TorchCase:
 
 def main():
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--steps", type=int, default=3, help="training steps per timed block")
+  p.add_argument("--steps", type=int, default=2, help="training steps per timed block")
   p.add_argument("--reps", type=int, default=5, help="timed repetitions (median reported)")
   p.add_argument("--seeds", type=int, default=5, help="seeds vmapped / run in turn")
   p.add_argument("--impls", default="im2col,xla", help="conv implementations to time (comma-separated)")
   p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+  p.add_argument("--malloc-hugetlb", action="store_true",
+                 help="re-run this script with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (transparent huge pages for "
+                      "malloc'd memory: removes most page faults of XLA's per-call temp buffers; glibc >= 2.35)")
   args = p.parse_args()
+  if args.malloc_hugetlb and "glibc.malloc.hugetlb" not in os.environ.get("GLIBC_TUNABLES", ""):
+    tun = ":".join(filter(None, [os.environ.get("GLIBC_TUNABLES", ""), "glibc.malloc.hugetlb=1"]))
+    os.execve(sys.executable, [sys.executable] + sys.argv, dict(os.environ, GLIBC_TUNABLES=tun))
   impls = [s for s in args.impls.split(",") if s]
   auto = models.resolve_conv_impl("auto")
   seeds = list(common.STUDY_SEEDS[:args.seeds]) + list(range(1000, 1000 + max(0, args.seeds - 5)))
   S, n = args.seeds, args.steps
 
-  print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}")
+  print(f"date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}")
   print(f"jax {jax.__version__}, backend {jax.default_backend()}, device {jax.devices()[0].device_kind} "
         f"({jax.devices()[0]}), cpu {cpu_model()} x {os.cpu_count()}, python {platform.python_version()}")
   print(f"batch {BATCH}, {NUM_TRAIN} uint8 {IMAGE_SIZE}px images on the device, seeds {S}, "
         f"{n} steps/block, {args.reps} reps; conv_impl 'auto' -> {auto!r}; "
         f"epoch driver 'auto' -> {train.resolve_driver('auto')!r}; load avg {os.getloadavg()[0]:.2f}")
+  print(f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r} XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
 
   rng = np.random.default_rng(0)
   images_np = rng.integers(0, 256, (NUM_TRAIN, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
   labels_np = rng.integers(0, 10, (NUM_TRAIN,)).astype(np.int32)
   images, labels = jax.device_put(images_np), jax.device_put(labels_np)
 
-  # name -> (block fn, seed-steps per block)
+  # case name -> function that runs one timed block
   cases, first = {}, {}
   for impl in impls:
     c = JaxCase(impl, seeds, n, images, labels)
@@ -215,32 +244,50 @@ def main():
       print("torch: not importable; comparison skipped")
 
   # warm-up (compilation), in the order: 1 seed (compiles the [1] program, reused by 'turn'), vmap, turn
+  compile_s = {}
   for name, fn in cases.items():
-    first[name] = timed(fn)
-    print(f"  warm-up {name:14s} {first[name]:7.2f} s", flush=True)
+    before = _compile_s[0]
+    first[name] = timed(fn)[0]
+    compile_s[name] = _compile_s[0] - before                 # trace + lowering + XLA compile (jax.monitoring)
+    print(f"  warm-up {name:14s} {first[name]:7.2f} s (compile {compile_s[name]:.1f} s)", flush=True)
   times = {name: [] for name in cases}
+  cpus = {name: [] for name in cases}
   for r in range(args.reps):
     for name, fn in cases.items():
-      times[name].append(timed(fn))
+      time.sleep(0.3)                      # let the previous case's worker threads (XLA, OpenMP) go idle
+      wall, cpu = timed(fn)
+      times[name].append(wall)
+      cpus[name].append(cpu)
     print(f"  rep {r + 1}/{args.reps}: " + ", ".join(f"{k} {v[-1] / n * 1e3:.0f}" for k, v in times.items())
           + f" ms/step; load {os.getloadavg()[0]:.2f}", flush=True)
   med = {k: statistics.median(v) / n for k, v in times.items()}           # seconds per step (all seeds)
+  best = {k: min(v) / n for k, v in times.items()}
+  med_cpu = {k: statistics.median(v) / n for k, v in cpus.items()}
 
-  print(f"\nresults (median of {args.reps} x {n} steps; one step = one batch of {BATCH} for every seed)")
-  print(f"{'case':16s} {'s/step':>8s} {'steps/s':>8s} {'seed-steps/s':>13s} {'compile s':>10s}")
+  print(f"\nresults (median of {args.reps} x {n} steps; one step = one batch of {BATCH} for every seed; "
+        "cpu = process CPU time, less sensitive than wall time to other processes on the machine)")
+  print(f"{'case':16s} {'s/step':>8s} {'steps/s':>8s} {'seed-steps/s':>13s} {'min s/step':>11s} {'cpu s/step':>11s} "
+        f"{'compile s':>10s}")
   for name in cases:
     seeds_in = S if name.endswith(("/vmap", "/turn")) else 1
-    compile_s = first[name] - med[name] * n
-    print(f"{name:16s} {med[name]:8.3f} {1 / med[name]:8.2f} {seeds_in / med[name]:13.2f} "
-          f"{compile_s if not name.endswith('/turn') else float('nan'):10.1f}")
+    print(f"{name:16s} {med[name]:8.3f} {1 / med[name]:8.2f} {seeds_in / med[name]:13.2f} {best[name]:11.3f} "
+          f"{med_cpu[name]:11.3f} "
+          f"{compile_s[name] if not name.endswith(('/turn', 'torch/1')) else float('nan'):10.1f}")
   for impl in impls:
     print(f"vmap_speedup[{impl}]={med[f'{impl}/turn'] / med[f'{impl}/vmap']:.3f}  "
-          f"(paired per-rep median {statistics.median(t / v for t, v in zip(times[f'{impl}/turn'], times[f'{impl}/vmap'])):.3f})")
+          f"(paired per-rep median {statistics.median(t / v for t, v in zip(times[f'{impl}/turn'], times[f'{impl}/vmap'])):.3f}; "
+          f"cpu-time ratio {med_cpu[f'{impl}/turn'] / med_cpu[f'{impl}/vmap']:.3f})")
   if len(impls) > 1:
-    best = min(impls, key=lambda i: med[f"{i}/1"])
-    print(f"fastest single seed: {best}; 'auto' picks {auto}")
+    fastest = min(impls, key=lambda i: med[f"{i}/1"])
+    print(f"fastest single seed: {fastest}; 'auto' picks {auto}")
+    fastest_s = min(impls, key=lambda i: min(med[f"{i}/vmap"], med[f"{i}/turn"]))
+    way = "vmapped" if med[f"{fastest_s}/vmap"] <= med[f"{fastest_s}/turn"] else "in turn"
+    print(f"fastest {S} seeds: {fastest_s} {way}")
   ref = auto if auto in impls else impls[0]
   if torch_case is not None:
+    print(f"speed_vs_torch: from minima {best['torch/1'] / best[f'{ref}/1']:.3f}, from CPU time "
+          f"{med_cpu['torch/1'] / med_cpu[f'{ref}/1']:.3f} (PyTorch's OpenMP threads spin while waiting, which "
+          "inflates its wall and CPU time when other processes load the machine)")
     print(f"speed_vs_torch={med['torch/1'] / med[f'{ref}/1']:.3f}  ({ref}, single seed; "
           f"torch {med['torch/1'] * 1e3:.0f} ms/step vs brainalign {med[f'{ref}/1'] * 1e3:.0f} ms/step)")
   print(f"load avg at the end {os.getloadavg()[0]:.2f}")
