@@ -176,9 +176,9 @@ KERNEL_INITS = {"torch_default": torch_default_kernel_init, "kaiming_normal": ka
 def max_pool_2x2(x: jax.Array) -> jax.Array:
   """2x2 max-pool, stride 2, as a reshape + max (its gradient avoids select_and_scatter, slow on CPU).
 
-  x: [N, H, W, C] with even H, W -> [N, H/2, W/2, C]. Ties send the gradient to every maximal element
-  (PyTorch picks one); with continuous activations ties have probability zero except all-zero ReLU windows,
-  whose gradient is zero either way.
+  x: [N, H, W, C] with even H, W -> [N, H/2, W/2, C]. Ties split the gradient equally among the maximal
+  elements (PyTorch sends it to one); with continuous activations ties have probability zero except all-zero
+  ReLU windows, whose gradient is zero either way.
   """
   n, h, w, c = x.shape
   return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
