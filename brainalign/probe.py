@@ -41,6 +41,14 @@ class ProbeSet:
   brain_ranks: dict
 
 
+def _require(brain_config: Any, keys: tuple[str, ...], what: str) -> None:
+  """ValueError naming the empty config.brain keys that the chosen source needs."""
+  missing = [k for k in keys if not brain_config[k]]
+  if missing:
+    raise ValueError(f"config.brain.source={brain_config.source!r} needs "
+                     f"{', '.join('config.brain.' + k for k in missing)} ({what}); see README.md")
+
+
 def resolve_source(brain_config: Any) -> tuple[str, str, str]:
   """(data label, betas_dir or RDM file, images_dir) for config.brain; prepares the simulated demo data if asked."""
   source = brain_config.source
@@ -50,17 +58,13 @@ def resolve_source(brain_config: Any) -> tuple[str, str, str]:
     paths = demo.prepare_demo(brain_config.cache_dir, brain_config.simulation)
     return DATA_LABELS[source], str(paths.betas_dir), str(paths.images_dir)
   if source == "rdms":
-    missing = [k for k in ("rdms_path", "images_dir") if not brain_config[k]]
-    if missing:
-      raise ValueError(f"config.brain.source='rdms' needs {', '.join('config.brain.' + k for k in missing)} (the RDM "
-                       "file and the stimulus image folder; plus config.brain.stimuli_file unless the RDM file "
-                       "names its stimuli); see README.md")
+    _require(brain_config, ("rdms_path", "images_dir"),
+             "the RDM file and the stimulus image folder; plus config.brain.stimuli_file unless the RDM file "
+             "names its stimuli")
     return DATA_LABELS[source], brain_config.rdms_path, brain_config.images_dir
-  missing = [k for k in ("betas_dir", "images_dir") if not brain_config[k]]
-  if missing:
-    raise ValueError(f"config.brain.source='things_fmri' needs {', '.join('config.brain.' + k for k in missing)} "
-                     "(the THINGS-fMRI betas_csv folder and the THINGS images folder); see README.md. For the "
-                     "offline demo on simulated data use --config=configs/demo.py.")
+  _require(brain_config, ("betas_dir", "images_dir"),
+           "the THINGS-fMRI betas_csv folder and the THINGS images folder; for the offline demo on simulated "
+           "data use --config=configs/demo.py")
   return DATA_LABELS[source], brain_config.betas_dir, brain_config.images_dir
 
 

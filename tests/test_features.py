@@ -17,14 +17,20 @@ def _trained_like_variables(model):
   return jax.vmap(one)(jax.random.split(jax.random.key(0), 2))
 
 
+def _target_in_two_batches(seed, n_mates):
+  """One target image followed by n_mates different images in batch a, and by differently scaled ones in b."""
+  rng = np.random.default_rng(seed)
+  target = rng.normal(size=(1, 32, 32, 3)).astype(np.float32)
+  a = np.concatenate([target, rng.normal(size=(n_mates, 32, 32, 3)).astype(np.float32)])
+  b = np.concatenate([target, 3 + 2 * rng.normal(size=(n_mates, 32, 32, 3)).astype(np.float32)])
+  return target, a, b
+
+
 def test_running_mode_features_do_not_depend_on_batch_mates():
   """An image's features are identical whether it shares its batch with set A or set B (bn_mode='running')."""
   model = models.CNN(**SMALL)
   params, stats = _trained_like_variables(model)
-  rng = np.random.default_rng(0)
-  target = rng.normal(size=(1, 32, 32, 3)).astype(np.float32)
-  a = np.concatenate([target, rng.normal(size=(5, 32, 32, 3)).astype(np.float32)])
-  b = np.concatenate([target, 3 + 2 * rng.normal(size=(5, 32, 32, 3)).astype(np.float32)])
+  target, a, b = _target_in_two_batches(0, 5)
   extract = features.make_extractor(model, bn_mode="running", batch_size=4)
   fa, fb = extract(params, stats, a), extract(params, stats, b)
   for layer in models.READOUT_LAYERS:
@@ -40,10 +46,7 @@ def test_batch_mode_reproduces_the_defect_batch_mates_change_features():
   and a batch's conv1 readout equals a hand-written batch-statistics BN (biased variance)."""
   model = models.CNN(**SMALL)
   params, stats = _trained_like_variables(model)
-  rng = np.random.default_rng(1)
-  target = rng.normal(size=(1, 32, 32, 3)).astype(np.float32)
-  a = np.concatenate([target, rng.normal(size=(3, 32, 32, 3)).astype(np.float32)])
-  b = np.concatenate([target, 3 + 2 * rng.normal(size=(3, 32, 32, 3)).astype(np.float32)])
+  target, a, b = _target_in_two_batches(1, 3)
   extract = features.make_extractor(model, bn_mode="batch", batch_size=4)
   fa, fb = extract(params, stats, a), extract(params, stats, b)
   assert np.abs(fa["conv1"][:, 0] - fb["conv1"][:, 0]).max() > 1e-3
