@@ -8,6 +8,11 @@ BatchNorm mode at extraction (config `eval.bn_mode`):
       evaluation batch with that batch's own statistics (biased variance), with the reference batch size
       and the fixed stimulus order; the last, smaller batch is kept as it is. Use it only to reproduce
       published numbers; the results say so in their `bn_mode` column.
+
+Averaged stimuli (config `eval.concept_features = "mean"` with `brain.selection = "concept_mean"`): the images
+of all exemplars are passed in, each with the index of the RDM row (concept) it belongs to (`segments`), and
+the features of each row are the mean over its images (`segment_mean`, one jnp segment sum); the RDM is then
+built from these mean vectors. In "batch" mode the evaluation batches are batches of exemplar images.
 """
 from typing import Any, Callable, Optional
 
@@ -18,9 +23,29 @@ import numpy as np
 BN_MODES = ("running", "batch")
 
 
+def segment_mean(features: jax.Array, segments: np.ndarray, num_segments: int) -> jax.Array:
+  """Mean of the features of each segment (e.g. all exemplar images of one concept).
+
+  Args:
+    features: [S, m, d] features of m images (for S seeds).
+    segments: [m] int, the segment (RDM row) of each image, in 0..num_segments-1; every segment non-empty.
+    num_segments: n.
+  Returns:
+    [S, n, d]: row i is the mean over the images with segments == i.
+  """
+  segments = np.asarray(segments)
+  counts = np.bincount(segments, minlength=num_segments)
+  if segments.ndim != 1 or segments.shape[0] != features.shape[1] or len(counts) != num_segments or (counts == 0).any():
+    raise ValueError(f"segments must be [m={features.shape[1]}] ints covering 0..{num_segments - 1}, each at least "
+                     f"once; got shape {segments.shape}, counts {counts.tolist()}")
+  x = jnp.swapaxes(jnp.asarray(features), 0, 1)                               # [m, S, d]
+  sums = jax.ops.segment_sum(x, jnp.asarray(segments), num_segments=num_segments)
+  return jnp.swapaxes(sums / jnp.asarray(counts, x.dtype)[:, None, None], 0, 1)
+
+
 def make_extractor(model: Any, *, bn_mode: str, batch_size: int,
                    rule_features: Optional[Callable] = None) -> Callable:
-  """Returns extract(params, batch_stats, images, rule_state=None) -> {layer: np.ndarray [S, n, d]}.
+  """Returns extract(params, batch_stats, images, rule_state=None, segments=None) -> {layer: np.ndarray [S, n, d]}.
 
   Args:
     model: the flax CNN (its apply returns (logits, {layer: [B, d]})).
@@ -30,7 +55,9 @@ def make_extractor(model: Any, *, bn_mode: str, batch_size: int,
       coding's inference loop), or None for the plain forward pass.
   The returned fn takes params/batch_stats (and optionally the rule state, which rule_features may need)
   with a leading [S] seed axis and images [n, R, R, 3] (normalised, host or device) and runs one vmapped
-  forward pass per chunk (dropout always off).
+  forward pass per chunk (dropout always off). segments: None (one image per stimulus, n = images) or [m] int
+  RDM row of each of the m images: the features returned are then the per-row means (`segment_mean`), with
+  n = max(segments) + 1.
   """
   if bn_mode not in BN_MODES:
     raise ValueError(f"eval.bn_mode must be one of {BN_MODES}, got {bn_mode!r}")
@@ -48,7 +75,7 @@ def make_extractor(model: Any, *, bn_mode: str, batch_size: int,
 
   forward = jax.jit(jax.vmap(one_seed, in_axes=(0, 0, None, 0)))
 
-  def extract(params, batch_stats, images, rule_state=None) -> dict[str, np.ndarray]:
+  def extract(params, batch_stats, images, rule_state=None, segments=None) -> dict[str, np.ndarray]:
     n = images.shape[0]
     outs = []
     for start in range(0, n, batch_size):   # a handful of chunks; order matters in "batch" mode
@@ -59,6 +86,9 @@ def make_extractor(model: Any, *, bn_mode: str, batch_size: int,
       feats = forward(params, batch_stats, jnp.asarray(chunk), rule_state)
       outs.append({k: v[:, :real] for k, v in feats.items()})
     joined = jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=1), *outs)
+    if segments is not None:
+      n_rows = int(np.max(segments)) + 1
+      joined = {k: segment_mean(v, segments, n_rows) for k, v in joined.items()}
     return {k: np.asarray(v) for k, v in jax.device_get(joined).items()}
 
   return extract

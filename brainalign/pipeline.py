@@ -5,7 +5,7 @@ Layout of a workdir:
   checkpoints/<rule>/<epoch>/           Orbax checkpoints of the multi-seed TrainState (milestones only)
   logs/<rule>/epoch_XXXX.json           per-epoch training metrics of every seed
   features/<rule>/epoch_XXXX.npz        readout features [S, n, d] per layer and resolution (no activations)
-  results/alignment.csv, training.csv, summary.csv      tidy tables (brainalign.results)
+  results/alignment.csv, training.csv, summary.csv, diagnostics.csv   tidy tables (brainalign.results)
   results/rdms/<rule>_<res>px.npz       model RDM upper triangles, when config.save_rdms
   figures/alignment_vs_epoch*.png
 
@@ -33,7 +33,7 @@ from brainalign.models import READOUT_LAYERS
 
 
 class SimulatedInterruption(RuntimeError):
-  """Raised by `run(..., interrupt_after_epoch=k)`: lets tests kill a run at a known point."""
+  """Raised by `run(..., interrupt_after_epoch=k, interrupt_rule=r)`: lets tests kill a run at a known point."""
 
 
 @dataclasses.dataclass
@@ -54,6 +54,13 @@ def _model_for(config: Any, rule_name: str) -> models.CNN:
                              pre_bn_relu=rc.get("pre_bn_relu", False))   # STDP's block order (study.md §3.1)
 
 
+def _wants_diagnostics(rule_config: Any) -> bool:
+  """rule_configs.<rule>.diagnostics, or .<variant>.diagnostics for rules with per-variant blocks (pc)."""
+  variant = rule_config.get("variant")
+  block = rule_config.get(variant) if isinstance(variant, str) else None
+  return bool(rule_config.get("diagnostics", False) or (block is not None and block.get("diagnostics", False)))
+
+
 def _check_finite(metrics: dict, rule: str, epoch: int, seeds) -> None:
   for k, v in metrics.items():
     bad = ~np.isfinite(np.asarray(v))
@@ -63,13 +70,17 @@ def _check_finite(metrics: dict, rule: str, epoch: int, seeds) -> None:
 
 
 def train_rule(config: Any, rule_name: str, workdir: pathlib.Path, training: training_sets.TrainingSet,
-               probe_set: probe.ProbeSet, *, interrupt_after_epoch: Optional[int] = None) -> RuleRun:
+               probe_set: probe.ProbeSet, *, interrupt_after_epoch: Optional[int] = None,
+               interrupt_rule: Optional[str] = None) -> RuleRun:
   """Trains one rule for all seeds, checkpointing and extracting features at the milestones (resumable)."""
   seeds = list(config.seeds)
   model = _model_for(config, rule_name)
-  steps_per_epoch = len(training.train_images) // config.train.batch_size
+  if training.per_seed and tuple(training.seeds) != tuple(int(s) for s in seeds):
+    raise ValueError(f"the per-seed training subsets were drawn for seeds {list(training.seeds)}, but "
+                     f"config.seeds is {seeds}; load the training set with the same seeds")
+  steps_per_epoch = training.num_train // config.train.batch_size
   if steps_per_epoch < 1:
-    raise ValueError(f"train.batch_size={config.train.batch_size} exceeds the {len(training.train_images)} "
+    raise ValueError(f"train.batch_size={config.train.batch_size} exceeds the {training.num_train} "
                      "training images")
   rule = rules.create(rule_name, model, config.rule_configs[rule_name], steps_per_epoch=steps_per_epoch)
   logging.info("Rule %s: %s", rule_name, rule.description)
@@ -82,7 +93,7 @@ def train_rule(config: Any, rule_name: str, workdir: pathlib.Path, training: tra
 
   keys = jnp.asarray(train.seed_key_data(seeds))
   init = jax.jit(jax.vmap(functools.partial(train.create_train_state, model=model, rule=rule,
-                                            image_shape=training.train_images.shape[1:])))
+                                            image_shape=training.image_shape)))
   state = init(keys)
   manager = checkpointing.create_manager(workdir / "checkpoints" / rule_name)
   restored, state = checkpointing.restore_latest(manager, state)
@@ -95,7 +106,7 @@ def train_rule(config: Any, rule_name: str, workdir: pathlib.Path, training: tra
       raise ValueError(f"{manager.directory} holds epoch {start} > train.num_epochs={num_epochs}; use a new workdir")
     logging.info("Rule %s: resumed from the epoch-%d checkpoint in %s", rule_name, start, manager.directory)
 
-  images_dev = jax.device_put(training.train_images)
+  images_dev = jax.device_put(training.train_images)   # [N, H, W, 3], or [S, N, H, W, 3] per seed
   labels_dev = jax.device_put(training.train_labels)
   test_acc = train.make_test_accuracy(model, mean=training.mean, std=training.std, logits_fn=rule.logits)
   extract = features.make_extractor(model, bn_mode=config.eval.bn_mode, batch_size=config.eval.batch_size,
@@ -112,7 +123,8 @@ def train_rule(config: Any, rule_name: str, workdir: pathlib.Path, training: tra
   def save_features(epoch, st):
     arrays = {}
     for res, imgs in probe_set.images.items():
-      for layer, f in extract(st.params, st.batch_stats, imgs, st.rule_state).items():
+      for layer, f in extract(st.params, st.batch_stats, imgs, st.rule_state,
+                              segments=probe_set.segments).items():   # exemplar means for concept_mean
         arrays[f"{res}px/{layer}"] = f.astype(np.float32)
     io.write_npz(_epoch_file(feat_dir, epoch, ".npz"), **arrays)
 
@@ -125,10 +137,14 @@ def train_rule(config: Any, rule_name: str, workdir: pathlib.Path, training: tra
     log_epoch(0, state, {"loss": [np.nan] * len(seeds), "accuracy": [np.nan] * len(seeds)})
 
   if num_epochs > start:
-    step = train.make_train_step(model, rule, batch_size=config.train.batch_size, steps_per_epoch=steps_per_epoch,
-                                 mean=training.mean, std=training.std, pad=config.train.augment_pad,
-                                 flip=config.train.augment_flip)
-    run_epoch = train.make_epoch_runner(step, steps_per_epoch=steps_per_epoch, driver=config.train.epoch_driver)
+    make_step = functools.partial(train.make_train_step, model, rule, batch_size=config.train.batch_size,
+                                  steps_per_epoch=steps_per_epoch, mean=training.mean, std=training.std,
+                                  pad=config.train.augment_pad, flip=config.train.augment_flip)
+    # the rule's costly diagnostics (angles/cosines to the true gradient) on the last step of each epoch only
+    last_step = make_step(diagnose=True) if _wants_diagnostics(config.rule_configs[rule_name]) else None
+    run_epoch = train.make_epoch_runner(make_step(), steps_per_epoch=steps_per_epoch,
+                                        per_seed_data=training.per_seed,
+                                        driver=config.train.epoch_driver, last_step=last_step)
     bar = tqdm(range(start + 1, num_epochs + 1), desc=f"{rule_name} ({len(seeds)} seeds)", unit="epoch",
                initial=start, total=num_epochs, disable=None)
     for epoch in bar:
@@ -136,7 +152,8 @@ def train_rule(config: Any, rule_name: str, workdir: pathlib.Path, training: tra
       _check_finite(metrics, rule_name, epoch, seeds)
       log_epoch(epoch, state, metrics)
       bar.set_postfix(loss=f"{np.mean(metrics['loss']):.3f}", acc=f"{np.mean(metrics['accuracy']):.3f}")
-      if interrupt_after_epoch is not None and epoch == interrupt_after_epoch:
+      if (interrupt_after_epoch is not None and epoch == interrupt_after_epoch
+          and interrupt_rule in (None, rule_name)):
         manager.wait_until_finished()
         raise SimulatedInterruption(f"interrupted after epoch {epoch} of rule {rule_name!r}")
       if epoch in milestones:
@@ -192,6 +209,21 @@ def training_table(config: Any, run: RuleRun, workdir: pathlib.Path, *, data: st
   return pd.DataFrame(rows, columns=list(results.TRAINING_COLUMNS))
 
 
+def diagnostics_table(run: RuleRun, workdir: pathlib.Path, *, data: str) -> pd.DataFrame:
+  """diagnostics.csv rows of one rule: every logged metric other than loss and accuracies, per seed and epoch
+  (learning-rule diagnostics measured on the epoch's last batch, e.g. `angle_fa_vs_bp_conv2`; PC's
+  `energy_stepTT`, an epoch mean)."""
+  rows = []
+  skip = {"epoch", "seeds", "rule_description", "loss", "accuracy", "test_accuracy"}
+  for path in sorted((workdir / "logs" / run.name).glob("epoch_*.json")):
+    log = json.loads(path.read_text())
+    for metric in sorted(set(log) - skip):
+      for k, seed in enumerate(log["seeds"]):
+        rows.append({"data": data, "rule": run.name, "seed": seed, "epoch": log["epoch"], "metric": metric,
+                     "value": log[metric][k]})
+  return pd.DataFrame(rows, columns=list(results.DIAGNOSTICS_COLUMNS))
+
+
 def _versions() -> dict:
   import flax, optax, orbax.checkpoint  # noqa: E401  (versions only)
   return {"python": platform.python_version(), "jax": jax.__version__, "flax": flax.__version__,
@@ -199,14 +231,18 @@ def _versions() -> dict:
           "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()]}
 
 
-def run(config: Any, workdir: str, *, interrupt_after_epoch: Optional[int] = None) -> dict:
-  """Runs the configured study end to end; returns {table name: DataFrame}."""
+def run(config: Any, workdir: str, *, interrupt_after_epoch: Optional[int] = None,
+        interrupt_rule: Optional[str] = None) -> dict:
+  """Runs the configured study end to end; returns {table name: DataFrame}.
+
+  interrupt_after_epoch, interrupt_rule: for tests, raise `SimulatedInterruption` after that epoch of that
+  rule (None: the first rule that trains that far), after its log and before its checkpoint."""
   workdir = pathlib.Path(workdir).expanduser().resolve()
   workdir.mkdir(parents=True, exist_ok=True)
   unknown = [r for r in config.rules if r not in rules.names()]
   if unknown:
     raise ValueError(f"config.rules: unknown rule(s) {unknown}; valid: {list(rules.names())}")
-  training = training_sets.load_training_set(config.data)
+  training = training_sets.load_training_set(config.data, seeds=config.seeds)
   probe_set = probe.load_probe(config, mean=training.mean, std=training.std)
   bn_note = ("BN running statistics at extraction (correct)" if config.eval.bn_mode == "running" else
              "BN BATCH statistics at extraction: reproduces the reference implementation's defect (study.md §6.1)")
@@ -218,14 +254,17 @@ def run(config: Any, workdir: str, *, interrupt_after_epoch: Optional[int] = Non
   io.write_json(info, workdir / "run_info.json")
   logging.info("Data: %s", probe_set.description)
 
-  runs, alignment, training_rows = [], [], []
+  runs, alignment, training_rows, diagnostic_rows = [], [], [], []
   for name in config.rules:
-    rr = train_rule(config, name, workdir, training, probe_set, interrupt_after_epoch=interrupt_after_epoch)
+    rr = train_rule(config, name, workdir, training, probe_set, interrupt_after_epoch=interrupt_after_epoch,
+                    interrupt_rule=interrupt_rule)
     runs.append(rr)
     alignment.append(alignment_for_rule(config, rr, workdir, probe_set))
     training_rows.append(training_table(config, rr, workdir, data=probe_set.data, train_data=training.name))
+    diagnostic_rows.append(diagnostics_table(rr, workdir, data=probe_set.data))
   tables = {"alignment": pd.concat(alignment, ignore_index=True),
-            "training": pd.concat(training_rows, ignore_index=True)}
+            "training": pd.concat(training_rows, ignore_index=True),
+            "diagnostics": pd.concat(diagnostic_rows, ignore_index=True)}
   tables["summary"] = results.summarize(tables["alignment"])
   for name, df in tables.items():
     io.write_csv(df, workdir / "results" / f"{name}.csv")

@@ -10,7 +10,7 @@ Sources (config.brain.source), each labelled in every result row by `data`:
 """
 import dataclasses
 import pathlib
-from typing import Any
+from typing import Any, Optional
 
 import jax.numpy as jnp
 import numpy as np
@@ -29,9 +29,12 @@ class ProbeSet:
   data: "things-fmri" or "simulated" (written into every result row).
   description: one human-readable line naming the source files.
   brain: the loaded BrainData (rdm_vectors [Subj, R, P] over all pairs).
-  images: {resolution: [n, R, R, 3] float32 normalised with the training set's mean/std}.
+  images: {resolution: [m, R, R, 3] float32 normalised with the training set's mean/std}; m = n (one image
+    per stimulus) unless `segments` is set.
   pair_sets: {name: (i, j) int32 index arrays [P']}.
   brain_ranks: {name: [Subj, R, P'] centred ranks of the brain RDMs on that pair set} (computed once).
+  segments: None, or [m] int64 RDM row of each image when a row's model features are the mean over several
+    images (selection "concept_mean" with eval.concept_features "mean": all exemplars of the concept).
   """
   data: str
   description: str
@@ -39,6 +42,7 @@ class ProbeSet:
   images: dict
   pair_sets: dict
   brain_ranks: dict
+  segments: Optional[np.ndarray] = None
 
 
 def _require(brain_config: Any, keys: tuple[str, ...], what: str) -> None:
@@ -81,12 +85,21 @@ def load_brain(brain_config: Any) -> tuple[str, things.BrainData, str]:
 
 
 def pair_set(name: str, n: int, runs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """'all' = every i < j; 'cross_run' = pairs whose stimuli lie in different runs for every subject."""
+  """'all' = every i < j; 'cross_run' = pairs whose stimuli lie in different runs for every subject.
+
+  runs: [Subj, n] run label per row, or [Subj, n, K] labels of all trials averaged into each row
+  (BrainData.item_runs()): an averaged pair is kept only if none of its trials shared a run
+  (things.cross_run_mask). Returns (i, j) int arrays [P'].
+  """
   i, j = rsa.pair_indices(n)
   if name == "all":
     return i, j
   if name == "cross_run":
     keep = things.cross_run_mask(runs)
+    if not keep.any():
+      raise ValueError(f"the cross_run pair set is empty: every pair of the {n} stimuli shares a run for some "
+                       "subject (with averaged rows, a pair is dropped if any of its trials shared a run); use "
+                       "pair set 'all'")
     return i[keep], j[keep]
   raise ValueError(f"Unknown pair set {name!r}; valid: 'all', 'cross_run'")
 
@@ -96,22 +109,53 @@ def load_probe(config: Any, *, mean: np.ndarray, std: np.ndarray) -> ProbeSet:
   data, brain, images_dir = load_brain(config.brain)
   betas_dir = brain.source
   layout = config.brain.get("image_layout", "") or ("flat" if config.brain.source == "rdms" else "things")
-  paths = images.stimulus_paths(images_dir, brain.stimuli, layout)
+  names, segments = model_images(brain, config.eval.get("concept_features", "mean"))
+  try:
+    paths = images.stimulus_paths(images_dir, names, layout)
+  except FileNotFoundError as e:
+    if segments is None:
+      raise
+    raise FileNotFoundError(f"{e}\n(eval.concept_features='mean' needs the image of every exemplar averaged into "
+                            "a row; with only each concept's first exemplar use "
+                            "--config.eval.concept_features=first_exemplar)") from e
   imgs = {int(res): images.normalize(images.load_images(paths, int(res)), mean, std)
           for res in config.eval.resolutions}
   n = len(brain.stimuli)
   pairs, ranks = {}, {}
   n_all = n * (n - 1) // 2
   for name in config.eval.pair_sets:
-    i, j = pair_set(name, n, brain.runs)
+    i, j = pair_set(name, n, brain.item_runs())
     # brain vectors are in all-pairs triu order; the index of pair (i, j) there is a closed form
     flat = (i * n - i * (i + 1) // 2 + (j - i - 1)).astype(np.int64)
     pairs[name] = (i.astype(np.int32), j.astype(np.int32))
     ranks[name] = rsa.rank_brain(jnp.asarray(brain.rdm_vectors[..., flat], jnp.float32))
     logging.info("Pair set %s: %d of %d pairs", name, len(i), n_all)
-  desc = f"{data}: brain {betas_dir}; {brain.preparation}; stimuli {images_dir}; {n} stimuli; " \
+  model_side = "" if segments is None else f" (model features: mean over {len(names)} exemplar images)"
+  desc = f"{data}: brain {betas_dir}; {brain.preparation}; stimuli {images_dir}; {n} stimuli{model_side}; " \
          f"subjects {list(brain.subjects)}; ROIs {list(brain.rois)}"
-  return ProbeSet(data=data, description=desc, brain=brain, images=imgs, pair_sets=pairs, brain_ranks=ranks)
+  return ProbeSet(data=data, description=desc, brain=brain, images=imgs, pair_sets=pairs, brain_ranks=ranks,
+                  segments=segments)
+
+
+CONCEPT_FEATURES = ("mean", "first_exemplar")
+
+
+def model_images(brain: things.BrainData, concept_features: str) -> tuple[tuple[str, ...], Optional[np.ndarray]]:
+  """The images the model sees for the RDM rows, and the row of each (None = one image per row, in row order).
+
+  concept_features (config.eval.concept_features) matters only when rows average several images
+  (brain.selection "concept_mean"): "mean" = every exemplar image behind each row (the model features of a
+  row are then their mean, the counterpart of the averaged brain responses); "first_exemplar" = the row's
+  first exemplar (`brain.stimuli`) only.
+  Returns (names [m], segments [m] int64 or None).
+  """
+  if concept_features not in CONCEPT_FEATURES:
+    raise ValueError(f"config.eval.concept_features must be one of {CONCEPT_FEATURES}, got {concept_features!r}")
+  names, rows = brain.exemplar_images()
+  n = len(brain.stimuli)
+  if concept_features == "first_exemplar" or (len(names) == n and np.array_equal(rows, np.arange(n))):
+    return tuple(brain.stimuli), None
+  return names, rows
 
 
 def prepare_step(config: Any) -> pathlib.Path:
@@ -119,7 +163,8 @@ def prepare_step(config: Any) -> pathlib.Path:
 
   Reads the large THINGS-fMRI files once (ROI rows only) and writes <config.brain.cache_dir>/prepared/brain-*.npz
   (brainalign.data.prepare); later runs with the same config.brain use it and never read the large files.
-  Also checks that every selected stimulus has its image, so a missing image fails now, not after training.
+  Also checks that every image the model will see exists (all exemplars of each concept for concept_mean with
+  eval.concept_features="mean"), so a missing image fails now, not after training.
 
   Returns:
     The cache file's path.
@@ -129,7 +174,7 @@ def prepare_step(config: Any) -> pathlib.Path:
   data, betas_dir, images_dir = resolve_source(config.brain)
   path, brain = prepare.prepare(config.brain, betas_dir)
   layout = config.brain.get("image_layout", "") or "things"
-  images.stimulus_paths(images_dir, brain.stimuli, layout)
+  images.stimulus_paths(images_dir, model_images(brain, config.eval.get("concept_features", "mean"))[0], layout)
   logging.info("Prepared %s: %d stimuli, subjects %s, ROIs %s, voxels %s -> %s", data, len(brain.stimuli),
                list(brain.subjects), list(brain.rois), brain.n_voxels.tolist(), path)
   return path

@@ -4,6 +4,9 @@ alignment.csv: one row per (data, rule, seed, epoch, layer, roi, subject, resolu
     (Spearman between the model RDM and that subject's ROI RDM), plus bn_mode and n_pairs.
 training.csv: one row per (rule, seed, epoch): loss and train accuracy (means over the epoch's training
     batches, in training mode with augmentation) and test accuracy (held-out images, inference mode).
+diagnostics.csv: one row per (rule, seed, epoch, metric) with `value`: the learning rules' own diagnostics
+    (FA: `angle_fa_vs_bp_<layer>`, `angle_w_vs_b_<layer>` in degrees; PC: `energy_stepTT` per inference step,
+    `cos_pc_vs_bp_<layer>`), the angles/cosines measured on the last training batch of the epoch.
 summary.csv: per (data, rule, epoch, layer, roi, resolution, pairs, bn_mode) the mean and SD over seeds of
     the subject-mean rho; layer "best" is the per-seed maximum over layers of the subject-mean rho (P3's
     convention, study.md §9.4), then mean and SD over seeds.
@@ -16,6 +19,7 @@ import pandas as pd
 ALIGNMENT_COLUMNS = ("data", "rule", "seed", "epoch", "layer", "roi", "subject", "resolution", "pairs",
                      "bn_mode", "n_pairs", "rho")
 TRAINING_COLUMNS = ("data", "train_data", "rule", "seed", "epoch", "loss", "train_accuracy", "test_accuracy")
+DIAGNOSTICS_COLUMNS = ("data", "rule", "seed", "epoch", "metric", "value")
 SUMMARY_COLUMNS = ("data", "rule", "epoch", "layer", "roi", "resolution", "pairs", "bn_mode", "n_seeds",
                    "rho_mean", "rho_sd")
 BEST_LAYER = "best"

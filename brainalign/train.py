@@ -68,10 +68,12 @@ def normalize(images_u8: jax.Array, mean: jax.Array, std: jax.Array) -> jax.Arra
 
 
 def make_train_step(model: Any, rule: LearningRule, *, batch_size: int, steps_per_epoch: int,
-                    mean: np.ndarray, std: np.ndarray, pad: int, flip: bool) -> Callable:
+                    mean: np.ndarray, std: np.ndarray, pad: int, flip: bool, diagnose: bool = False) -> Callable:
   """Returns step(state, images_u8 [N, H, W, 3], labels [N]) -> (state, metrics) for ONE seed.
 
   The batch is slice `state.step % steps_per_epoch` of this epoch's permutation (last partial batch dropped).
+  diagnose: also return the rule's diagnostics (`LearningRule.update(..., diagnose=True)`); the state it
+  produces is the same as without.
   """
   del model  # the rule closes over it
   mean, std = jnp.asarray(mean), jnp.asarray(std)
@@ -84,8 +86,9 @@ def make_train_step(model: Any, rule: LearningRule, *, batch_size: int, steps_pe
     aug_key, rule_key = jax.random.split(jax.random.fold_in(jax.random.fold_in(key, _STEP), state.step))
     x = augment(aug_key, images[idx].astype(jnp.float32) / 255.0, pad=pad, flip=flip)
     batch = {"image": (x - mean) / std, "label": labels[idx]}
+    extra = {"diagnose": True} if diagnose else {}          # rules without diagnostics need not take the flag
     updates, stats, rule_state, metrics = rule.update(state.params, state.batch_stats, state.rule_state,
-                                                      batch, rule_key)
+                                                      batch, rule_key, **extra)
     updates, opt_state = rule.optimizer.update(updates, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     if rule.project is not None:
@@ -106,22 +109,34 @@ def resolve_driver(driver: str) -> str:
   return driver
 
 
-def make_epoch_runner(step: Callable, *, steps_per_epoch: int, driver: str,
-                      per_seed_data: bool = False) -> Callable:
-  """Returns run_epoch(state [S, ...], images, labels) -> (state, {metric: [S] epoch mean}) over all seeds.
+def make_epoch_runner(step: Callable, *, steps_per_epoch: int, driver: str, per_seed_data: bool = False,
+                      last_step: Callable | None = None) -> Callable:
+  """Returns run_epoch(state [S, ...], images, labels) -> (state, {metric: [S]}) over all seeds.
 
   images/labels are shared by all seeds ([N, ...]) unless per_seed_data ([S, N, ...]).
-  Only the epoch-mean metrics are copied to the host, once, at the end of the epoch.
+  last_step: a step with the same signature and state update used for the epoch's last step instead of
+  `step`, e.g. `make_train_step(..., diagnose=True)`; metrics it returns beyond `step`'s (the diagnostics)
+  are reported as measured on that one batch, the others as epoch means.
+  Only the metrics are copied to the host, once, at the end of the epoch.
   """
   data_axis = 0 if per_seed_data else None
   vstep = jax.vmap(step, in_axes=(0, data_axis, data_axis))
+  vlast = vstep if last_step is None else jax.vmap(last_step, in_axes=(0, data_axis, data_axis))
   driver = resolve_driver(driver)
+
+  def combine(metrics, last_metrics):
+    """metrics: {k: [T, S]} of the first T steps; last_metrics: {k: [S]} of the last step."""
+    out = {k: (jnp.sum(v, axis=0) + last_metrics[k]) / steps_per_epoch for k, v in metrics.items()}
+    out.update({k: v for k, v in last_metrics.items() if k not in metrics})
+    return out
 
   if driver == "scan":
     @functools.partial(jax.jit, donate_argnums=0)
     def scanned(state, images, labels):
-      state, metrics = jax.lax.scan(lambda s, _: vstep(s, images, labels), state, None, length=steps_per_epoch)
-      return state, jax.tree.map(lambda m: m.mean(axis=0), metrics)
+      state, metrics = jax.lax.scan(lambda s, _: vstep(s, images, labels), state, None,
+                                    length=steps_per_epoch - 1)
+      state, last_metrics = vlast(state, images, labels)
+      return state, combine(metrics, last_metrics)
 
     def run_epoch(state, images, labels):
       state, metrics = scanned(state, images, labels)
@@ -129,14 +144,17 @@ def make_epoch_runner(step: Callable, *, steps_per_epoch: int, driver: str,
     return run_epoch
 
   jstep = jax.jit(vstep, donate_argnums=0)
+  jlast = jstep if last_step is None else jax.jit(vlast, donate_argnums=0)
+  jcombine = jax.jit(combine)
 
   def run_epoch(state, images, labels):
     collected = []
-    for _ in range(steps_per_epoch):
+    for _ in range(steps_per_epoch - 1):
       state, metrics = jstep(state, images, labels)
       collected.append(metrics)                            # device arrays; no host sync inside the epoch
-    stacked = jax.tree.map(lambda *ms: jnp.stack(ms).mean(axis=0), *collected)
-    return state, jax.device_get(stacked)
+    state, last_metrics = jlast(state, images, labels)
+    stacked = jax.tree.map(lambda *ms: jnp.stack(ms), *collected) if collected else {}
+    return state, jax.device_get(jcombine(stacked, last_metrics))
   return run_epoch
 
 

@@ -32,10 +32,13 @@ class LearningRule(NamedTuple):
   """A learning rule as pure functions, in the manner of `optax.GradientTransformation`.
 
   init(params, key) -> rule_state
-  update(params, batch_stats, rule_state, batch, key) -> (updates, batch_stats, rule_state, metrics)
+  update(params, batch_stats, rule_state, batch, key, *, diagnose=False)
+        -> (updates, batch_stats, rule_state, metrics)
       `updates` has the structure of `params` and the sign of a gradient (parameters move along -updates
       after the optimiser), so any optax transformation consumes it. `metrics` holds scalars, at least
-      "loss" and "accuracy" of the training batch.
+      "loss" and "accuracy" of the training batch. `diagnose` (static) adds the rule's costly diagnostics
+      (e.g. angles to the true gradient) to `metrics`; the training loop passes it (only as True, so a rule
+      without diagnostics need not accept it) on the last step of each epoch; the updates must not depend on it.
   optimizer: the optax transformation that turns updates into parameter steps (built from the config).
   trains: False for a rule that never changes the network (the untrained baseline): the training loop then
       evaluates epoch 0 only.

@@ -10,15 +10,22 @@ RULE_CONFIGS = {
     "random": dict(conv_init="torch_default", conv_bias=False),
     "bp": dict(conv_init="torch_default", conv_bias=False, learning_rate=1e-3, weight_decay=1e-4, clip_norm=1.0,
                b1=0.9, b2=0.999, eps=1e-8, schedule="cosine_per_epoch", schedule_epochs=40),
-    # Feedback alignment (brainalign/rules/feedback_alignment.py). variant "reference": B only conv->conv (the
-    # study's FA/BP hybrid, study.md §6.4); "standard": B at every layer incl. FC (Lillicrap et al. 2016).
-    # diagnostics: per-layer angles FA-update vs BP-gradient and W vs B (costs one extra backward pass).
-    "fa": dict(variant="reference", conv_init="kaiming_normal", conv_bias=True, learning_rate=5e-4, momentum=0.9,
-               weight_decay=1e-4, clip_norm=1.0, schedule="cosine_per_epoch", schedule_epochs=40, diagnostics=True),
+    # Feedback alignment (brainalign/rules/feedback_alignment.py); the variant picks one optimiser block.
+    # reference: B only conv->conv (the study's FA/BP hybrid, study.md §4.2b, §6.4), the study's SGD 5e-4.
+    # standard: B at every layer incl. FC (Lillicrap et al. 2016); dfa: direct FA (Nøkland 2016). With random
+    # feedback at the FC layers SGD 5e-4 is still at chance after 2 demo epochs; 1e-2 learns (README).
+    # diagnostics: per-layer angles FA-update vs BP-gradient and W vs B (one extra backward, last step of each epoch).
+    "fa": dict(variant="reference", conv_init="kaiming_normal", conv_bias=True, diagnostics=True,
+               reference=dict(learning_rate=5e-4, momentum=0.9, weight_decay=1e-4, clip_norm=1.0,
+                              schedule="cosine_per_epoch", schedule_epochs=40),
+               standard=dict(learning_rate=1e-2, momentum=0.9, weight_decay=1e-4, clip_norm=1.0,
+                             schedule="cosine_per_epoch", schedule_epochs=40),
+               dfa=dict(learning_rate=1e-2, momentum=0.9, weight_decay=1e-4, clip_norm=1.0,
+                        schedule="cosine_per_epoch", schedule_epochs=40)),
     # Predictive coding (brainalign/rules/predictive_coding.py); the variant picks one of the two blocks.
     # reference: study.md §4.3(b), defects §6.3; prediction_bias: PyTorch's ConvTranspose2d default (unconfirmed).
     # standard: Whittington & Bogacz 2017 / PCX energy; output_weight β < 1 = weaker clamping (β -> 0: BP).
-    # diagnostics: energy per inference step, cosine of each layer's update with the BP gradient (one backward).
+    # diagnostics: cosine of each layer's update with the BP gradient (one extra backward, last step of each epoch).
     "pc": dict(variant="reference", conv_init="torch_default", conv_bias=False,
                reference=dict(inference_steps=10, inference_rate=0.02, local_learning_rate=1e-4, error_clip=0.5,
                               update_clip=0.01, readout_learning_rate=1e-3, prediction_bias=True, diagnostics=True),
@@ -57,9 +64,15 @@ def base_config() -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict(dict(
       source="cifar10_tfds",                # "fashion_mnist_demo" | "npz" | "cifar10_tfds"
       path="",                              # for source="npz"
-      num_train=8000,                       # random subset of the training set (P1 v2: shared by all seeds)
-      num_test=10000,                       # held-out images for test accuracy
-      subset_seed=42,
+      # source="cifar10_tfds": where `tfds build cifar10 --file_format array_record` put it (README.md); read
+      # without TensorFlow (requirements-paper.txt), never downloaded
+      tfds_data_dir="~/tensorflow_datasets",
+      num_train=8000,                       # random subset of the training set, per seed (see subset)
+      # "per_seed" (default; P3's script): seed s trains on its own subset, numpy default_rng(s);
+      # "shared" (P1's v8 notebook, configs/paper.py:p1v2/p1v4): one subset drawn with subset_seed for all seeds
+      subset="per_seed",
+      num_test=10000,                       # held-out images for test accuracy (shared by all seeds)
+      subset_seed=42,                       # the shared subset and the test subset
       normalization="cifar10"))             # "cifar10" constants or "train_set" statistics
 
   c.model = ml_collections.ConfigDict(dict(
@@ -106,7 +119,10 @@ def base_config() -> ml_collections.ConfigDict:
       bn_mode="running",                    # "batch" reproduces the reference PC/STDP defect (study.md §6.1)
       batch_size=128,                       # the reference extraction batch (matters only in "batch" mode)
       rdm_metric="correlation",             # 1 - Pearson (the study); also "cosine", "euclidean"
-      pair_sets=("all",)))                  # "all" (P3) and/or "cross_run" (P1 v4)
+      pair_sets=("all",),                   # "all" (P3) and/or "cross_run" (P1 v4)
+      # brain.selection="concept_mean" only: model features of a concept = "mean" over the same exemplar images
+      # whose responses are averaged (default) | "first_exemplar" (the concept's first image only)
+      concept_features="mean"))
 
   # Statistics of the report (main.py --mode=report; brainalign/stats.py, brainalign/report.py; study.md §8)
   c.stats = ml_collections.ConfigDict(dict(
@@ -115,9 +131,13 @@ def base_config() -> ml_collections.ConfigDict:
       batch_size=1,                         # resamples per lax.map step (memory ~ batch x conditions x pairs)
       model_chunk=32,                       # model RDMs ranked together inside a resample
       ci=0.95,                              # percentile interval
-      comparator="spearman",                # "spearman" | "rho-a" | "corr" | "cosine" (rsatoolbox names)
+      comparator="spearman",                # "spearman" | "rho-a" | "corr" | "cosine" | "tau-a" (rsatoolbox names;
+                                            # tau-a ~0.3 s per 258,840-pair comparison on CPU: small grids only)
       alpha=0.05,                           # significance level after correction
-      family="rules_x_rois",                # BH/Holm family: all rule pairs x ROIs at one milestone (per milestone)
+      # BH/Holm family (brainalign/report.py FAMILIES), tests at every milestone: "rule_roi_per_milestone" =
+      # all rule pairs (Δρ: all rules) x ROIs at one milestone; "rule_roi_all_milestones" = one family over
+      # every milestone; "rule_per_roi_milestone" = one family per milestone x ROI
+      family="rule_roi_per_milestone",
       reference_rule="random",              # main-table mark: difference from this rule significant
       resolution=0,                         # px of the report; 0 = the highest evaluated resolution
       pairs="auto",                         # pair set; "auto" = "cross_run" if evaluated, else "all"
@@ -129,6 +149,15 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+def set_schedule_epochs(c: ml_collections.ConfigDict, epochs: int) -> None:
+  """Sets `schedule_epochs` (the cosine's length, the study: = its 40 training epochs) in every rule config
+  and variant block that has one, e.g. to the demo's shorter run."""
+  for rc in c.rule_configs.values():
+    for block in [rc] + [v for v in rc.values() if isinstance(v, ml_collections.ConfigDict)]:
+      if "schedule_epochs" in block:
+        block.schedule_epochs = epochs
+
+
 def shrink_for_tests(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """The `:tiny` variant: same code paths, sizes small enough for a 2-core CPU test (about a minute)."""
   c.name += ":tiny"
@@ -138,9 +167,7 @@ def shrink_for_tests(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.train.num_epochs = 2
   c.train.batch_size = 32
   c.train.milestones = (0, 1, 2)
-  c.rule_configs.bp.schedule_epochs = 2
-  c.rule_configs.fa.schedule_epochs = 2
-  c.rule_configs.pc.standard.schedule_epochs = 2
+  set_schedule_epochs(c, 2)
   c.eval.resolutions = (32, 64)
   c.eval.batch_size = 16
   c.stats.bootstrap_samples = 20

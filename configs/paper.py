@@ -2,10 +2,12 @@
 
   python main.py --config=configs/paper.py --workdir=runs/paper \
       --config.brain.betas_dir=/data/things/betas_csv --config.brain.images_dir=/data/things/images \
-      --config.data.source=npz --config.data.path=/data/cifar10.npz
+      --config.data.tfds_data_dir=~/tensorflow_datasets     # CIFAR-10 prepared once with tfds (README.md)
+  (or --config.data.source=npz --config.data.path=/data/cifar10.npz)
 
 5 seeds (42, 123, 456, 789, 1337), 40 epochs, milestones 0, 1, 2, 5, 10, 20, 30, 40; CIFAR-10 subset of
-8,000 images at 32 px; features at 32 and 224 px with BN running statistics; Spearman against each subject's
+8,000 images at 32 px, redrawn per seed as P3's script does (data.subset="per_seed"; P1's switch sets use
+one shared subset, data.subset="shared"); features at 32 and 224 px with BN running statistics; Spearman against each subject's
 RDM for V1, V2, V3, hV4, LOC, IT on all pairs (P3) and on cross-run pairs (P1 v4).
 Expected cost: one GPU, tens of minutes per rule (not yet measured; record it here once it is).
 `:tiny` shrinks sizes for tests but keeps the real-data code path (the test points it at fixture files).
@@ -30,6 +32,8 @@ def _p1_common(c):
   c.brain.rois = ("V1", "V2", "LOC", "IT")
   c.eval.resolutions = (224,)
   c.train.milestones = (0, 40)                 # P1 scores the trained network (epoch 40); epoch 0 = Random
+  c.data.subset = "shared"                     # P1's v8 notebook: one 8,000-image subset (seed 42) for all seeds
+  c.data.subset_seed = 42
 
 
 def get_config(arg: str = ""):
@@ -37,6 +41,7 @@ def get_config(arg: str = ""):
   c.name = "paper"
   c.rules = P1_RULES                           # all five conditions of the study (reference variants)
   c.eval.pair_sets = ("all", "cross_run")
+  c.data.subset = "per_seed"                   # P3's script redraws the 8,000-image subset per seed (study.md §4.0)
   args = common.parse_arg(arg)
   unknown = args - {"tiny", "p1v2", "p1v4"}
   if unknown:

@@ -28,7 +28,7 @@ def _tiny_demo(cache_dir):
 
 def _read_tables(workdir):
   return {name: pd.read_csv(pathlib.Path(workdir) / "results" / f"{name}.csv")
-          for name in ("alignment", "training", "summary")}
+          for name in ("alignment", "training", "summary", "diagnostics")}
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +49,10 @@ def test_tiny_demo_writes_every_table_with_the_documented_schema(uninterrupted):
   S, L, R, J = len(c.seeds), 4, len(c.brain.rois), len(c.brain.subjects)
   per_epoch = S * L * R * J * len(c.eval.resolutions) * len(c.eval.pair_sets)
   a = t["alignment"]
+  assert c.rules == ("random", "bp", "fa", "pc", "stdp")                # all five conditions, as the demo
   assert (a.rule == "random").sum() == per_epoch * 1                      # untrained: epoch 0 only
-  assert (a.rule == "bp").sum() == per_epoch * len(c.train.milestones)
+  for rule in ("bp", "fa", "pc", "stdp"):
+    assert (a.rule == rule).sum() == per_epoch * len(c.train.milestones), rule
   key = ["rule", "seed", "epoch", "layer", "roi", "subject", "resolution", "pairs"]
   assert not a.duplicated(key).any()
   assert np.isfinite(a.rho).all() and (a.rho.abs() <= 1).all()
@@ -59,7 +61,7 @@ def test_tiny_demo_writes_every_table_with_the_documented_schema(uninterrupted):
   assert set(a[a.pairs == "all"].n_pairs) == {n * (n - 1) // 2}
   assert a[a.pairs == "cross_run"].n_pairs.iloc[0] < n * (n - 1) // 2
   tr = t["training"]
-  assert len(tr) == S * (1 + len(c.train.milestones))
+  assert len(tr) == S * (1 + 4 * len(c.train.milestones))               # random: epoch 0; others 0..2
   assert tr[tr.epoch > 0][["loss", "train_accuracy", "test_accuracy"]].notna().all().all()
   # summary: mean over subjects then over seeds, recomputed here from the alignment rows
   s = t["summary"]
@@ -70,22 +72,37 @@ def test_tiny_demo_writes_every_table_with_the_documented_schema(uninterrupted):
   per_seed = one.groupby("seed").rho.mean()
   np.testing.assert_allclose(row.rho_mean.item(), per_seed.mean(), rtol=1e-9)
   np.testing.assert_allclose(row.rho_sd.item(), per_seed.std(ddof=1), rtol=1e-9)
+  # diagnostics: FA's angles and PC's cosines once per trained epoch and seed, as logged
+  d = t["diagnostics"]
+  assert tuple(d.columns) == results.DIAGNOSTICS_COLUMNS
+  angle = d[d.metric == "angle_fa_vs_bp_conv2"]
+  assert set(angle.rule) == {"fa"} and sorted(angle.epoch.unique()) == [1, 2] and len(angle) == 2 * S
+  assert ((angle.value >= 0) & (angle.value <= 180)).all()
+  cos = d[d.metric == "cos_pc_vs_bp_conv1"]
+  assert len(cos) == 2 * S and (cos.value.abs() <= 1 + 1e-6).all()
+  log = json.loads((uninterrupted / "logs" / "fa" / "epoch_0002.json").read_text())
+  row = angle[(angle.epoch == 2) & (angle.seed == log["seeds"][1])]
+  assert row.value.item() == pytest.approx(log["angle_fa_vs_bp_conv2"][1])
   info = json.loads((uninterrupted / "run_info.json").read_text())
   assert info["data"] == "simulated" and "SIMULATED" in info["simulated_data_warning"]
   assert (uninterrupted / "figures" / "alignment_vs_epoch.png").stat().st_size > 10_000
 
 
 def test_killed_run_resumes_and_gives_identical_results(uninterrupted, tmp_path, cache_dir):
-  """A run killed after epoch 2 (before its checkpoint) resumes from the epoch-1 checkpoint when restarted,
-  and every result table equals the uninterrupted run's exactly."""
-  c = _tiny_demo(cache_dir)
-  with pytest.raises(pipeline.SimulatedInterruption):
-    pipeline.run(c, str(tmp_path), interrupt_after_epoch=2)
-  assert sorted(p.name for p in (tmp_path / "checkpoints" / "bp").iterdir() if p.name.isdigit()) == ["0", "1"]
-  assert not (tmp_path / "features" / "bp" / "epoch_0002.npz").exists()
-  assert not (tmp_path / "results" / "alignment.csv").exists()
+  """A run killed in FA's epoch 2 (after BP finished; before FA's epoch-2 checkpoint) resumes when restarted:
+  BP is not retrained, FA continues from its epoch-1 checkpoint (feedback kernels B, SGD momentum), PC and STDP
+  train from scratch, and every result table equals the uninterrupted run's exactly. (Each rule's state
+  round-trips bit-for-bit through a checkpoint: tests/test_checkpointing.py.)"""
+  with pytest.raises(pipeline.SimulatedInterruption, match="fa"):
+    pipeline.run(_tiny_demo(cache_dir), str(tmp_path), interrupt_after_epoch=2, interrupt_rule="fa")
+  assert sorted(p.name for p in (tmp_path / "checkpoints" / "fa").iterdir() if p.name.isdigit()) == ["0", "1"]
+  assert not (tmp_path / "features" / "fa" / "epoch_0002.npz").exists()
+  assert not (tmp_path / "checkpoints" / "pc").exists() and not (tmp_path / "results" / "alignment.csv").exists()
+  bp_log = (tmp_path / "logs" / "bp" / "epoch_0002.json").stat().st_mtime_ns
   pipeline.run(_tiny_demo(cache_dir), str(tmp_path))
-  assert sorted(p.name for p in (tmp_path / "checkpoints" / "bp").iterdir() if p.name.isdigit()) == ["0", "1", "2"]
+  assert (tmp_path / "logs" / "bp" / "epoch_0002.json").stat().st_mtime_ns == bp_log      # BP not retrained
+  for rule in ("bp", "fa", "pc", "stdp"):
+    assert sorted(p.name for p in (tmp_path / "checkpoints" / rule).iterdir() if p.name.isdigit()) == ["0", "1", "2"]
   want, got = _read_tables(uninterrupted), _read_tables(tmp_path)
   for name in want:
     pd.testing.assert_frame_equal(got[name], want[name], check_exact=True)

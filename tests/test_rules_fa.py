@@ -14,10 +14,12 @@ SMALL = dict(conv_widths=(4, 8, 8), fc_width=16)
 
 
 def fa_config(variant="standard", **kw):
-  c = dict(variant=variant, conv_init="kaiming_normal", conv_bias=True, learning_rate=5e-4, momentum=0.9,
-           weight_decay=1e-4, clip_norm=1.0, schedule="cosine_per_epoch", schedule_epochs=4, diagnostics=True)
-  c.update(kw)
-  return ml_collections.ConfigDict(c)
+  """The layout of configs/common.py: shared keys, one optimiser block per variant (kw override that block)."""
+  opt = dict(learning_rate=5e-4, momentum=0.9, weight_decay=1e-4, clip_norm=1.0, schedule="cosine_per_epoch",
+             schedule_epochs=4)
+  opt.update(kw)
+  return ml_collections.ConfigDict(dict(variant=variant, conv_init="kaiming_normal", conv_bias=True,
+                                        diagnostics=True, **{variant: opt}))
 
 
 BP = ml_collections.ConfigDict(dict(learning_rate=1e-3, weight_decay=1e-4, clip_norm=1.0, b1=0.9, b2=0.999,
@@ -38,7 +40,8 @@ def test_fa_with_feedback_equal_to_the_weights_gives_exactly_the_bp_gradients():
   bp = rules.create("bp", model, BP, steps_per_epoch=2)
   state = {"feedback": {k: v["params"][k]["kernel"] for k in ("conv2", "conv3", "fc1", "fc2")}}
   key = jax.random.key(2)
-  got, _, _, m = jax.jit(fa.update)(v["params"], v["batch_stats"], state, batch, key)
+  got, _, _, m = jax.jit(functools.partial(fa.update, diagnose=True))(v["params"], v["batch_stats"], state,
+                                                                    batch, key)
   want, _, _, _ = jax.jit(bp.update)(v["params"], v["batch_stats"], None, batch, key)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6), got, want)
   for layer in ("conv1", "conv2", "fc2"):
@@ -120,9 +123,9 @@ def test_feedback_kernels_are_xavier_normal_and_never_change_during_training():
   rng = np.random.default_rng(0)
   images = jnp.asarray(rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8))
   labels = jnp.asarray(rng.integers(0, 10, 16).astype(np.int32))
-  step = train.make_train_step(model, rule, batch_size=8, steps_per_epoch=2, mean=np.full(3, .5, np.float32),
-                               std=np.full(3, .25, np.float32), pad=4, flip=True)
-  run = train.make_epoch_runner(step, steps_per_epoch=2, driver="python")
+  make_step = functools.partial(train.make_train_step, model, rule, batch_size=8, steps_per_epoch=2,
+                                mean=np.full(3, .5, np.float32), std=np.full(3, .25, np.float32), pad=4, flip=True)
+  run = train.make_epoch_runner(make_step(), steps_per_epoch=2, driver="python", last_step=make_step(diagnose=True))
   before = jax.tree.map(np.asarray, state)
   state, metrics = run(state, images, labels)
   state, metrics = run(state, images, labels)
@@ -138,7 +141,7 @@ def test_sgd_optimizer_matches_pytorch_sgd_with_momentum_l2_and_clipping():
   p0 = rng.normal(size=(3, 4)).astype(np.float32)
   grads = [(rng.normal(size=(3, 4)) * 3).astype(np.float32) for _ in range(4)]
   c = fa_config()
-  tx = optim.torch_sgd(c, 2)
+  tx = optim.torch_sgd(c.standard, 2)
   p, st = jnp.asarray(p0), tx.init(jnp.asarray(p0))
   for g in grads:
     u, st = tx.update(jnp.asarray(g), st, p)

@@ -91,7 +91,8 @@ def tiny_reference():
   state = rule.init(params, jax.random.key(1))
   x = np.asarray(jax.random.normal(jax.random.key(2), (4, 16, 16, 3))) * 2.0 + 1.5
   batch = {"image": jnp.asarray(x, jnp.float32), "label": jnp.arange(4)}
-  out = jax.jit(rule.update)(params, v["batch_stats"], state, batch, jax.random.key(3))
+  out = jax.jit(functools.partial(rule.update, diagnose=True))(params, v["batch_stats"], state, batch,
+                                                               jax.random.key(3))
   return model, rule, params, v["batch_stats"], state, x, out
 
 
@@ -190,8 +191,10 @@ def test_standard_updates_approach_bp_gradients_with_weak_clamping_and_many_step
   model, v, image, labels = _standard_setup()
   rule = rules.create("pc", model, pc_config("standard", output_weight=1e-3, inference_steps=300,
                                               inference_rate=0.1), steps_per_epoch=1)
-  _, _, _, m = jax.jit(rule.update)(v["params"], v["batch_stats"], rule.init(v["params"], None),
-                                    {"image": image, "label": labels}, jax.random.key(0))
+  _, _, _, m = jax.jit(functools.partial(rule.update, diagnose=True))(v["params"], v["batch_stats"],
+                                                                     rule.init(v["params"], None),
+                                                                     {"image": image, "label": labels},
+                                                                     jax.random.key(0))
   for layer in ("conv1", "conv2", "conv3", "fc1", "fc2"):
     assert float(m[f"cos_pc_vs_bp_{layer}"]) > 0.99, (layer, float(m[f"cos_pc_vs_bp_{layer}"]))
 

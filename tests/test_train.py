@@ -162,3 +162,37 @@ def test_vmapped_seeds_equal_seeds_trained_one_at_a_time(driver):
   for k, seed in enumerate((7, 8)):
     alone, _ = run(_state(model, rule, (seed,)), images, labels)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a[k], b[0], rtol=2e-5, atol=2e-6), both.params, alone.params)
+
+
+@pytest.mark.parametrize("driver", ["python", "scan"])
+def test_diagnostic_last_step_changes_nothing_but_adds_metrics_of_the_last_batch(driver):
+  """An epoch whose last step asks FA for its diagnostics ends in exactly the state of a plain epoch; loss is
+  the mean over the epoch's steps (oracle: the steps run one by one here), the angles come from the last step."""
+  model = models.CNN(conv_impl="im2col", **SMALL)
+  fa_config = ml_collections.ConfigDict(dict(
+      variant="standard", conv_init="kaiming_normal", conv_bias=True, diagnostics=True,
+      standard=dict(learning_rate=1e-2, momentum=0.9, weight_decay=1e-4, clip_norm=1.0, schedule="constant",
+                    schedule_epochs=1)))
+  rule = rules.create("fa", model, fa_config, steps_per_epoch=3)
+  rng = np.random.default_rng(3)
+  images = jnp.asarray(rng.integers(0, 256, (24, 32, 32, 3), dtype=np.uint8))
+  labels = jnp.asarray(rng.integers(0, 10, 24).astype(np.int32))
+  make = functools.partial(train.make_train_step, model, rule, batch_size=8, steps_per_epoch=3,
+                           mean=np.full(3, .5, np.float32), std=np.full(3, .25, np.float32), pad=4, flip=True)
+  plain = train.make_epoch_runner(make(), steps_per_epoch=3, driver=driver)
+  diag = train.make_epoch_runner(make(), steps_per_epoch=3, driver=driver, last_step=make(diagnose=True))
+  start = _state(model, rule, (5, 6))
+  want, want_metrics = plain(start, images, labels)
+  got, metrics = diag(_state(model, rule, (5, 6)), images, labels)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), want.params, got.params)
+  np.testing.assert_allclose(metrics["loss"], want_metrics["loss"], rtol=1e-6)
+  assert "angle_fa_vs_bp_conv1" not in want_metrics and metrics["angle_fa_vs_bp_conv1"].shape == (2,)
+  vstep, vdiag = jax.jit(jax.vmap(make(), in_axes=(0, None, None))), jax.jit(jax.vmap(make(diagnose=True),
+                                                                                        in_axes=(0, None, None)))
+  st, losses = _state(model, rule, (5, 6)), []
+  for _ in range(2):
+    st, m = vstep(st, images, labels)
+    losses.append(m["loss"])
+  _, m_last = vdiag(st, images, labels)
+  np.testing.assert_allclose(metrics["loss"], np.mean(losses + [m_last["loss"]], axis=0), rtol=1e-5)
+  np.testing.assert_allclose(metrics["angle_fa_vs_bp_conv2"], m_last["angle_fa_vs_bp_conv2"], rtol=1e-5)

@@ -12,6 +12,9 @@ where ``<key>`` is a hash of those settings and of the source folder. The file h
 * ``rdm_vectors [S, R, P]`` float64 (strict upper triangles, ``np.triu_indices(n, 1)`` order),
 * ``subjects [S]``, ``rois [R]``, ``stimuli [n]`` (RDM row order), ``concepts [n]``,
 * ``runs [S, n]`` int64 (``session * 100 + run``; -1 for averaged rows), ``n_voxels [S, R]``,
+* ``trial_runs [S, n, K]`` int64 (run labels of every trial averaged into a row, -1 padded; for cross-run
+  pairs of averaged rows), ``exemplars [m]`` and ``exemplar_items [m]`` (every image behind the rows and its
+  row; ``concept_mean``: all exemplars of each concept, whose model features are averaged),
 * ``meta``: JSON with the settings, the source description, and a manifest of every source file
   (absolute path, size in bytes, modification time in ns) taken before and checked after reading.
 
@@ -147,7 +150,9 @@ def save_cache(path: str | os.PathLike, brain: things.BrainData, settings: dict,
       np.savez(f, rdm_vectors=brain.rdm_vectors.astype(np.float64), subjects=np.asarray(brain.subjects, str),
                rois=np.asarray(brain.rois, str), stimuli=np.asarray(brain.stimuli, str),
                concepts=np.asarray(brain.concepts, str), runs=brain.runs.astype(np.int64),
-               n_voxels=brain.n_voxels.astype(np.int64), meta=np.asarray(json.dumps(meta)))
+               n_voxels=brain.n_voxels.astype(np.int64), trial_runs=brain.item_runs(),
+               exemplars=np.asarray(brain.exemplar_images()[0], str),
+               exemplar_items=brain.exemplar_images()[1].astype(np.int64), meta=np.asarray(json.dumps(meta)))
 
 
 def _stale_reasons(manifest: list[dict], current: list[pathlib.Path]) -> list[str]:
@@ -199,7 +204,15 @@ def load_cache(path: str | os.PathLike, settings: dict) -> things.BrainData:
   if reasons:
     raise StaleCacheError(f"{path}: stale prepared-brain cache; its source files changed since it was built:\n  "
                           + "\n  ".join(reasons) + f"\n{rebuild}")
+  if "exemplars" not in arrays:   # written before exemplar lists were cached
+    if settings["selection"] != "first_exemplar":
+      raise StaleCacheError(f"{path}: prepared-brain cache without the exemplar lists and trial runs that "
+                            f"selection {settings['selection']!r} needs (written by an older brainalign). {rebuild}")
+    arrays.update(trial_runs=arrays["runs"][..., None], exemplars=arrays["stimuli"],
+                  exemplar_items=np.arange(len(arrays["stimuli"]), dtype=np.int64))
   return things.BrainData(
+      trial_runs=arrays["trial_runs"], exemplars=tuple(arrays["exemplars"].tolist()),
+      exemplar_items=arrays["exemplar_items"],
       rdm_vectors=arrays["rdm_vectors"], subjects=tuple(arrays["subjects"].tolist()),
       rois=tuple(arrays["rois"].tolist()), stimuli=tuple(arrays["stimuli"].tolist()),
       concepts=tuple(arrays["concepts"].tolist()), runs=arrays["runs"], n_voxels=arrays["n_voxels"],

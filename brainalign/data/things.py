@@ -390,8 +390,9 @@ class Selection:
     """Which trials make up each RDM row (stimulus "item").
 
     Attributes:
-      items: DataFrame ``[n]`` in RDM row order with columns ``stimulus`` (the image shown to the
-        model: the item's own image, or for ``concept_mean`` the concept's first exemplar),
+      items: DataFrame ``[n]`` in RDM row order with columns ``stimulus`` (the item's name: its own
+        image, or for ``concept_mean`` the concept's first exemplar; ``exemplar_images`` lists every image
+        of the item, whose model features are averaged under ``eval.concept_features="mean"``),
         ``concept``, ``n_trials`` (trials averaged), ``session`` and ``run`` (of the single trial;
         -1 when the item averages several trials).
       trials: DataFrame ``[m]`` with columns ``item`` (row of ``items``), ``trial_id``,
@@ -415,6 +416,30 @@ class Selection:
         """``[n]`` int64 ``session * 100 + run`` of each single-trial item; -1 for averaged items."""
         ses, run = self.items["session"].to_numpy(np.int64), self.items["run"].to_numpy(np.int64)
         return np.where(ses >= 0, ses * 100 + run, -1).astype(np.int64)
+
+    def trial_run_labels(self, width: int | None = None) -> np.ndarray:
+        """``[n, K]`` int64 ``session * 100 + run`` of every trial averaged into each item, -1 padded.
+
+        ``K = width`` (at least the largest ``n_trials``) or the largest ``n_trials``.
+        """
+        item = self.trials["item"].to_numpy(np.int64)
+        labels = (self.trials["session"].to_numpy(np.int64) * 100 + self.trials["run"].to_numpy(np.int64))
+        counts = np.bincount(item, minlength=len(self.items))
+        k = int(counts.max()) if width is None else int(width)
+        if k < counts.max():
+            raise ValueError(f"width {k} < the {int(counts.max())} trials of an item")
+        order = np.argsort(item, kind="stable")
+        slot = np.arange(item.size) - np.repeat(np.cumsum(counts) - counts, counts)   # position within its item
+        out = np.full((len(self.items), k), -1, np.int64)
+        out[item[order], slot] = labels[order]
+        return out
+
+    def exemplar_images(self) -> tuple[tuple[str, ...], np.ndarray]:
+        """(names ``[m]``, items ``[m]`` int64): the distinct images shown in each item's trials, item by item
+        (names sorted within an item). ``concept_mean``: every exemplar of the concept (12 in the release);
+        ``first_exemplar``/``test_mean``: the item's one image (a test image's repetitions are one image)."""
+        pairs = sorted(set(zip(self.trials["item"].astype(int), self.trials["stimulus"].astype(str))))
+        return tuple(name for _, name in pairs), np.asarray([i for i, _ in pairs], np.int64)
 
 
 def select_trials(stimulus_metadata: pd.DataFrame, selection: str = "first_exemplar", *,
@@ -592,6 +617,10 @@ class BrainData:
       n_voxels: ``[S, R]`` int64 voxels per subject and ROI.
       source: human-readable origin (folder and files).
       preparation: how the RDMs were made (selection, normalisation, voxel selection), one line.
+      trial_runs: ``[S, n, K]`` int64 run labels of every trial averaged into each row (-1 padded), or
+        None (= ``runs[..., None]``); used by ``cross_run_mask`` for averaged rows.
+      exemplars: ``[m]`` image names of every exemplar of every row (row by row), or None (= ``stimuli``).
+      exemplar_items: ``[m]`` int64 row of each exemplar, or None (= ``arange(n)``).
     """
 
     rdm_vectors: np.ndarray
@@ -603,6 +632,20 @@ class BrainData:
     n_voxels: np.ndarray
     source: str
     preparation: str = ""
+    trial_runs: np.ndarray | None = None
+    exemplars: tuple[str, ...] | None = None
+    exemplar_items: np.ndarray | None = None
+
+    def item_runs(self) -> np.ndarray:
+        """``[S, n, K]`` run labels of the trials behind each row (``trial_runs``, else ``runs[..., None]``)."""
+        return np.asarray(self.trial_runs if self.trial_runs is not None else self.runs[..., None], np.int64)
+
+    def exemplar_images(self) -> tuple[tuple[str, ...], np.ndarray]:
+        """(names ``[m]``, rows ``[m]`` int64) of every image behind the rows; one per row unless exemplars
+        are recorded (``concept_mean``: all exemplars of each concept)."""
+        if self.exemplars is None:
+            return tuple(self.stimuli), np.arange(len(self.stimuli), dtype=np.int64)
+        return tuple(self.exemplars), np.asarray(self.exemplar_items, np.int64)
 
 
 def _roi_patterns(files: SubjectFiles, rows: np.ndarray, trial_ids: np.ndarray, n_trials: int,
@@ -678,8 +721,8 @@ def load_things_fmri(betas_dir: str | os.PathLike, subjects: Sequence[str] = SUB
         from tqdm.auto import tqdm
         bar = tqdm(total=len(subjects) * len(roi_names), desc="THINGS-fMRI RDMs", unit="roi")
 
-    rdms, runs, n_voxels, sources = [], [], [], []
-    ref_sel, ref_subject = None, None
+    rdms, runs, n_voxels, sources, trial_runs = [], [], [], [], []
+    ref_sel, ref_subject, ref_exemplars = None, None, None
     try:
         for subject in subjects:
             files = find_subject_files(betas_dir, subject)
@@ -697,6 +740,15 @@ def load_things_fmri(betas_dir: str | os.PathLike, subjects: Sequence[str] = SUB
                 raise ThingsFormatError(
                     f"{files.stimulus_metadata}: selected stimuli of {subject} differ from those of "
                     f"{ref_subject}; expected identical lists. First differences: " + "; ".join(diffs))
+            exemplars = sel.exemplar_images()
+            if ref_exemplars is None:
+                ref_exemplars = exemplars
+            elif exemplars[0] != ref_exemplars[0] or not np.array_equal(exemplars[1], ref_exemplars[1]):
+                diffs = sorted(set(exemplars[0]) ^ set(ref_exemplars[0]))
+                raise ThingsFormatError(
+                    f"{files.stimulus_metadata}: the images averaged into the rows ({selection!r}) differ "
+                    f"between {ref_subject} and {subject}; expected the same images per row for every "
+                    f"subject. Images in only one of them: {_abbrev(diffs)}")
             n_items = len(sel.items)
             if n_items < 3:
                 raise ThingsFormatError(f"{files.stimulus_metadata}: selection {selection!r} gives {n_items} "
@@ -727,12 +779,18 @@ def load_things_fmri(betas_dir: str | os.PathLike, subjects: Sequence[str] = SUB
             rdms.append(np.stack(subj_rdms))
             n_voxels.append(subj_nvox)
             runs.append(sel.run_labels())
+            trial_runs.append(sel.trial_run_labels())
             sources.append(f"{subject}: {files.responses.name}, {files.stimulus_metadata.name}, "
                            f"{files.voxel_metadata.name}")
     finally:
         if bar is not None:
             bar.close()
+    width = max(t.shape[1] for t in trial_runs)
+    trial_runs = [np.pad(t, ((0, 0), (0, width - t.shape[1])), constant_values=-1) for t in trial_runs]
     return BrainData(
+        trial_runs=np.stack(trial_runs).astype(np.int64),
+        exemplars=ref_exemplars[0],
+        exemplar_items=ref_exemplars[1],
         rdm_vectors=np.stack(rdms).astype(np.float64),
         subjects=subjects,
         rois=roi_names,
@@ -746,22 +804,45 @@ def load_things_fmri(betas_dir: str | os.PathLike, subjects: Sequence[str] = SUB
 
 
 def cross_run_mask(runs: np.ndarray) -> np.ndarray:
-    """Pairs whose two stimuli were shown in different (session, run) for every subject.
+    """Pairs whose two rows share no (session, run), for every subject.
+
+    Single-trial rows (``runs [S, n]``): keep pair (i, j) when the two trials were shown in different
+    runs for every subject (the study's cross-run set). Averaged rows (``runs [S, n, K]``: the run labels
+    of all trials averaged into each row, -1 padded; ``BrainData.item_runs()``): keep (i, j) only when NO
+    trial of row i shared a run with ANY trial of row j, for every subject; a pair is dropped as soon as one
+    of the averaged trials could carry a shared run offset. ``[S, n]`` is the case ``K = 1``.
 
     Args:
-      runs: ``[S, n]`` run labels (``BrainData.runs``).
+      runs: ``[S, n]`` run labels (``BrainData.runs``) or ``[S, n, K]`` (``BrainData.item_runs()``).
 
     Returns:
       ``[P]`` bool in ``np.triu_indices(n, k=1)`` order, ``P = n (n − 1) / 2``.
+
+    Raises:
+      ValueError: a row has no run label for some subject (all -1: e.g. ``[S, n]`` labels of averaged
+        rows, or RDMs given as RDMs without runs).
     """
     runs = np.asarray(runs)
-    if runs.ndim != 2:
-        raise ValueError(f"runs must be 2-D [subjects, stimuli], got shape {runs.shape}")
-    if (runs < 0).any():
+    if runs.ndim not in (2, 3):
+        raise ValueError(f"runs must be [subjects, stimuli] or [subjects, stimuli, trials], got shape {runs.shape}")
+    sets = runs[..., None] if runs.ndim == 2 else runs
+    unknown = (sets < 0).all(axis=2)
+    if unknown.any():
         raise ValueError(
-            "cross-run pairs need the (session, run) of one trial per stimulus for every subject; these data "
-            f"have no run label for {int((runs < 0).any(axis=0).sum())} of {runs.shape[1]} stimuli (rows that "
-            "average several trials, e.g. selection 'concept_mean'/'test_mean', or RDMs given as RDMs without "
-            "runs). Use pair set 'all'.")
+            "cross-run pairs need the (session, run) of the trials behind every stimulus for every subject; "
+            f"these data have no run label for {int(unknown.any(axis=0).sum())} of {runs.shape[1]} stimuli (rows "
+            "that average several trials given without their trials' runs, e.g. BrainData.runs of selection "
+            "'concept_mean'/'test_mean' instead of BrainData.item_runs(), or RDMs given as RDMs without runs). "
+            "Use pair set 'all'.")
+    labels, code = np.unique(sets, return_inverse=True)
+    code = code.reshape(sets.shape)
+    n_labels = labels.size
+    # membership [S, n, U]: row i of subject s has a trial in run u (padding -1 excluded)
+    member = np.zeros(sets.shape[:2] + (n_labels,), bool)
+    s_idx, i_idx, _ = np.indices(sets.shape)
+    valid = sets >= 0
+    member[s_idx[valid], i_idx[valid], code[valid]] = True
+    m = member.astype(np.float32)
+    shared = np.einsum("snu,smu->nm", m, m) > 0          # any subject, any run in common
     i, j = np.triu_indices(runs.shape[1], k=1)
-    return np.all(runs[:, i] != runs[:, j], axis=0)
+    return ~shared[i, j]

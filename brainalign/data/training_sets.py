@@ -5,12 +5,26 @@ Sources (config `data.source`):
       from 28x28 to 32x32 with zeros and repeated to 3 channels. Offline; the demo's default.
   "npz": any .npz at `data.path` with train_images [N, 32, 32, 3] uint8, train_labels [N], test_images,
       test_labels (e.g. CIFAR-10 exported once by the user).
-  "cifar10_tfds": CIFAR-10 through tensorflow_datasets (the paper config); not available in this version,
-      fails with instructions instead of downloading anything.
+  "cifar10_tfds": CIFAR-10 prepared once by tensorflow_datasets in `data.tfds_data_dir` (the paper config).
+      Read with tfds' random-access data source (array_record files; images decoded with Pillow), so it
+      needs `tensorflow-datasets` (requirements-paper.txt) but not TensorFlow, and reads only the records
+      of the drawn subsets. Never downloads: a data set that is not prepared is an error that says how to
+      prepare it.
+
+Training subset (config `data.subset`; study.md §4.0, both conventions of the study):
+  "shared": one subset of `num_train` images for all seeds, drawn with `subset_seed` (P1's v8 notebook:
+      seed 42). train_images [N, 32, 32, 3].
+  "per_seed": every training seed s draws its own subset with numpy.random.default_rng(s) (P3's script,
+      which redraws the subset per seed). train_images [S, N, 32, 32, 3], axis 0 in the order of `seeds`.
+Either way a subset is the first `num_train` entries of a permutation of the training indices (sorted
+afterwards; the training step shuffles), and the held-out test subset is shared: drawn with `subset_seed`
+right after the shared training subset, so it is the same under both conventions.
 """
 import dataclasses
+import io
+import os
 import pathlib
-from typing import Any
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -20,11 +34,30 @@ FASHION_MNIST_CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "san
                          "ankle_boot")
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.247, 0.243, 0.261)
+SUBSETS = ("shared", "per_seed")
+TFDS_NAME = "cifar10"
+TFDS_RANDOM_ACCESS_FORMATS = ("array_record", "parquet")   # what tfds.data_source can read
+_TFDS_CHUNK = 4096                                         # records decoded per data-source call
+
+TFDS_PREPARE_HELP = (
+    "Prepare CIFAR-10 once, in array_record format (which tfds.data_source reads without TensorFlow); this "
+    "one-time step needs TensorFlow and network access, e.g. in a separate virtual environment:\n"
+    "  python3 -m venv /tmp/tfds-build && /tmp/tfds-build/bin/pip install tensorflow "
+    "tensorflow-datasets==4.9.10\n"
+    "  /tmp/tfds-build/bin/tfds build cifar10 --data_dir {data_dir} --file_format array_record\n"
+    "then run with --config.data.tfds_data_dir={data_dir}. Or use --config.data.source=npz with an .npz "
+    "export of CIFAR-10 (see README.md).")
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainingSet:
-  """Images as uint8 [N, 32, 32, 3], labels int32 [N]; mean/std [3] are the per-channel normalisation."""
+  """Images as uint8, labels int32; mean/std [3] are the per-channel normalisation.
+
+  train_images: [N, H, W, 3] (subset "shared") or [S, N, H, W, 3] (subset "per_seed", axis 0 = `seeds`).
+  train_labels: [N] or [S, N] int32.
+  test_images: [T, H, W, 3]; test_labels: [T] int32 (shared by all seeds).
+  train_indices: [N] or [S, N] int64 indices of the training images in the source's training split.
+  """
   train_images: np.ndarray
   train_labels: np.ndarray
   test_images: np.ndarray
@@ -32,6 +65,36 @@ class TrainingSet:
   mean: np.ndarray
   std: np.ndarray
   name: str
+  subset: str = "shared"
+  seeds: tuple = ()
+  train_indices: Optional[np.ndarray] = None
+
+  @property
+  def per_seed(self) -> bool:
+    """True when every seed has its own training images (train_images [S, N, H, W, 3])."""
+    return self.subset == "per_seed"
+
+  @property
+  def num_train(self) -> int:
+    """N, the training images per seed."""
+    return int(self.train_images.shape[1] if self.per_seed else self.train_images.shape[0])
+
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    """(H, W, C) of one training image."""
+    return tuple(int(d) for d in self.train_images.shape[-3:])
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+  """One split of a source, read by index: `take(indices [k]) -> (images uint8 [k, H, W, 3], labels int32 [k])`."""
+  size: int
+  take: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+  @staticmethod
+  def of_arrays(images: np.ndarray, labels: np.ndarray) -> "Split":
+    """A split over in-memory arrays images [N, H, W, 3], labels [N]."""
+    return Split(len(images), lambda idx: (images[idx], np.asarray(labels)[idx].astype(np.int32)))
 
 
 def pad_to_rgb32(images: np.ndarray) -> np.ndarray:
@@ -50,29 +113,127 @@ def load_demo_bundle() -> dict[str, np.ndarray]:
 
 
 def _channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  x = images.astype(np.float64) / 255.0
+  """Per-channel mean and std [3] of uint8 images [..., H, W, 3] scaled to [0, 1] (all leading axes pooled)."""
+  x = images.reshape((-1,) + images.shape[-3:]).astype(np.float64) / 255.0
   return x.mean(axis=(0, 1, 2)).astype(np.float32), x.std(axis=(0, 1, 2)).astype(np.float32)
 
 
 def _subset(rng: np.random.Generator, n_total: int, n: int) -> np.ndarray:
+  """The first n of a permutation of range(n_total), sorted: [n] int64."""
   if n > n_total:
     raise ValueError(f"data.num_train={n} exceeds the {n_total} images available")
   return np.sort(rng.permutation(n_total)[:n])
 
 
-def load_training_set(data_config: Any) -> TrainingSet:
-  """Reads `config.data` (source, num_train, num_test, subset_seed, normalization, path) into a TrainingSet.
+def per_seed_indices(seeds: Sequence[int], n_total: int, n: int) -> np.ndarray:
+  """Training subsets of the "per_seed" convention: [S, n] int64, row s drawn with numpy.random.default_rng(seeds[s]).
 
-  normalization: "train_set" (per-channel mean/std of the selected training images) or "cifar10"
-  (the reference constants (0.4914, 0.4822, 0.4465) / (0.247, 0.243, 0.261)).
+  Each row is the first n entries of a permutation of range(n_total), sorted (P3 redraws its subset per seed;
+  its PyTorch stream cannot be replayed, so the draw is numpy's, reproducible from the seed alone).
   """
-  rng = np.random.default_rng(data_config.subset_seed)
-  if data_config.source == "fashion_mnist_demo":
+  if not len(seeds):
+    raise ValueError("data.subset='per_seed' needs the training seeds (config.seeds is empty)")
+  return np.stack([_subset(np.random.default_rng(int(s)), n_total, n) for s in seeds])
+
+
+def records_to_arrays(records: Iterable[dict], *, where: str) -> tuple[np.ndarray, np.ndarray]:
+  """TFDS records -> (images uint8 [k, H, W, 3], labels int32 [k]).
+
+  Each record is a dict with 'image' (uint8 array [H, W, 3], or encoded PNG/JPEG bytes, decoded with Pillow)
+  and 'label' (int); other keys (e.g. 'id') are ignored. `where` names the source in error messages.
+
+  Raises:
+    ValueError: a record lacks a field, or an image is not uint8 [H, W, 3] with the H, W of the first.
+  """
+  from PIL import Image
+  images, labels = [], []
+  for k, rec in enumerate(records):
+    missing = [f for f in ("image", "label") if f not in rec]
+    if missing:
+      raise ValueError(f"{where}: record {k} lacks field(s) {missing}; expected 'image' and 'label' "
+                       f"(found {sorted(rec)})")
+    img = rec["image"]
+    if isinstance(img, (bytes, bytearray)):
+      with Image.open(io.BytesIO(img)) as im:
+        img = np.asarray(im)
+    img = np.asarray(img)
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[-1] != 3 or (images and img.shape != images[0].shape):
+      want = f"{images[0].shape}" if images else "[H, W, 3]"
+      raise ValueError(f"{where}: record {k}, field 'image': expected uint8 {want}, got {img.dtype} {img.shape}")
+    images.append(img)
+    labels.append(int(np.asarray(rec["label"])))
+  if not images:
+    return np.zeros((0, 32, 32, 3), np.uint8), np.zeros((0,), np.int32)
+  return np.stack(images), np.asarray(labels, np.int32)
+
+
+def _import_tfds():
+  """tensorflow_datasets, or ImportError saying how to install it (it is an optional dependency)."""
+  try:
+    import tensorflow_datasets as tfds
+  except ImportError as e:
+    raise ImportError(
+        "data.source='cifar10_tfds' needs tensorflow-datasets, an optional dependency of the paper config: "
+        "pip install -r requirements-paper.txt (TensorFlow itself is not needed to read prepared data). "
+        f"Import error: {e}") from e
+  return tfds
+
+
+def tfds_splits(data_dir: str | os.PathLike, *, name: str = TFDS_NAME) -> tuple[Split, Split, str]:
+  """(train, test, description) of a TFDS data set prepared in `data_dir`, read without TensorFlow.
+
+  Checks that `<data_dir>/<name>/<version>` is prepared and in a random-access format (array_record or
+  parquet), then opens `builder.as_data_source()` (never downloads). Records are decoded by tfds with Pillow.
+
+  Raises:
+    ImportError: tensorflow-datasets is not installed.
+    FileNotFoundError: the data set is not prepared there (the message says how to prepare it).
+    ValueError: it is prepared in a format tfds.data_source cannot read (e.g. tfrecord, `tfds build`'s default).
+  """
+  tfds = _import_tfds()
+  root = pathlib.Path(data_dir).expanduser()
+  help_text = TFDS_PREPARE_HELP.format(data_dir=root)
+  builder = tfds.builder(name, data_dir=str(root))
+  if not builder.is_prepared():
+    raise FileNotFoundError(
+        f"data.source='cifar10_tfds': {name} is not prepared in data.tfds_data_dir={str(root)!r} (no "
+        f"{builder.data_dir}/dataset_info.json); brainalign never downloads it. {help_text}")
+  fmt = getattr(builder.info.file_format, "value", str(builder.info.file_format))
+  if fmt not in TFDS_RANDOM_ACCESS_FORMATS:
+    raise ValueError(
+        f"data.source='cifar10_tfds': {builder.data_dir} holds {name} in the {fmt!r} format, which needs "
+        f"TensorFlow to read; brainalign reads {' or '.join(TFDS_RANDOM_ACCESS_FORMATS)}. Prepare it again "
+        f"into another folder. {help_text}")
+  sources = builder.as_data_source()
+  missing = [s for s in ("train", "test") if s not in sources]
+  if missing:
+    raise ValueError(f"{builder.data_dir}: split(s) {missing} missing; found {sorted(sources)}")
+
+  def split(source, split_name) -> Split:
+    where = f"{builder.data_dir} (split {split_name!r})"
+
+    def take(idx):
+      idx = [int(i) for i in np.asarray(idx)]
+      parts = [records_to_arrays(source.__getitems__(idx[k:k + _TFDS_CHUNK]), where=where)
+               for k in range(0, len(idx), _TFDS_CHUNK)]
+      if not parts:
+        return records_to_arrays([], where=where)
+      return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    return Split(len(source), take)
+
+  return (split(sources["train"], "train"), split(sources["test"], "test"),
+          f"{name} {builder.version} via tensorflow_datasets ({fmt}) in {builder.data_dir}")
+
+
+def _open_source(data_config: Any) -> tuple[Split, Split, str]:
+  """(train split, test split, description) of config.data.source."""
+  source = data_config.source
+  if source == "fashion_mnist_demo":
     bundle = load_demo_bundle()
-    tr, te = pad_to_rgb32(bundle["train_images"]), pad_to_rgb32(bundle["test_images"])
-    ytr, yte = bundle["train_labels"], bundle["test_labels"]
-    name = "Fashion-MNIST demo subset (bundled, MIT licence)"
-  elif data_config.source == "npz":
+    return (Split.of_arrays(pad_to_rgb32(bundle["train_images"]), bundle["train_labels"]),
+            Split.of_arrays(pad_to_rgb32(bundle["test_images"]), bundle["test_labels"]),
+            "Fashion-MNIST demo subset (bundled, MIT licence)")
+  if source == "npz":
     path = pathlib.Path(data_config.path)
     if not path.exists():
       raise FileNotFoundError(f"data.path={str(path)!r} does not exist (expected an .npz with train_images, "
@@ -84,22 +245,46 @@ def load_training_set(data_config: Any) -> TrainingSet:
       tr, ytr, te, yte = z["train_images"], z["train_labels"], z["test_images"], z["test_labels"]
     if tr.dtype != np.uint8 or tr.ndim != 4 or tr.shape[-1] != 3:
       raise ValueError(f"{path}: train_images must be uint8 [N, H, W, 3], got {tr.dtype} {tr.shape}")
-    name = f"npz file {path}"
-  elif data_config.source == "cifar10_tfds":
-    raise NotImplementedError(
-        "data.source='cifar10_tfds' (CIFAR-10 through tensorflow_datasets) is not implemented in this version. "
-        "Export CIFAR-10 once to an .npz (train_images [50000, 32, 32, 3] uint8, train_labels, test_images, "
-        "test_labels) and run with --config.data.source=npz --config.data.path=/path/to/cifar10.npz.")
-  else:
-    raise ValueError(f"Unknown data.source {data_config.source!r}; valid: fashion_mnist_demo, npz, cifar10_tfds")
+    return Split.of_arrays(tr, ytr), Split.of_arrays(te, yte), f"npz file {path}"
+  if source == "cifar10_tfds":
+    return tfds_splits(data_config.get("tfds_data_dir", "~/tensorflow_datasets"))
+  raise ValueError(f"Unknown data.source {source!r}; valid: fashion_mnist_demo, npz, cifar10_tfds")
 
-  itr = _subset(rng, len(tr), data_config.num_train)
-  ite = _subset(rng, len(te), min(data_config.num_test, len(te)))
-  tr, ytr, te, yte = tr[itr], ytr[itr].astype(np.int32), te[ite], yte[ite].astype(np.int32)
+
+def load_training_set(data_config: Any, seeds: Sequence[int] = ()) -> TrainingSet:
+  """Reads `config.data` into a TrainingSet (see the module docstring for sources and subsets).
+
+  Args:
+    data_config: config.data: source, num_train, num_test, subset_seed, normalization, path, tfds_data_dir,
+      subset ("shared" | "per_seed"; a config without the key is "shared").
+    seeds: [S] training seeds, needed for subset "per_seed" (row s of train_images belongs to seeds[s]).
+  normalization: "train_set" (per-channel mean/std of the selected training images, all seeds' subsets
+  pooled for "per_seed", so every seed and the stimuli share one normalisation) or "cifar10" (the reference
+  constants (0.4914, 0.4822, 0.4465) / (0.247, 0.243, 0.261)).
+  """
+  subset = data_config.get("subset", "shared")
+  if subset not in SUBSETS:
+    raise ValueError(f"data.subset must be one of {SUBSETS}, got {subset!r}")
+  train, test, name = _open_source(data_config)
+  rng = np.random.default_rng(data_config.subset_seed)
+  itr = _subset(rng, train.size, data_config.num_train)
+  ite = _subset(rng, test.size, min(data_config.num_test, test.size))
+  te, yte = test.take(ite)
+  if subset == "shared":
+    tr, ytr = train.take(itr)
+    seeds = ()
+  else:
+    itr = per_seed_indices(seeds, train.size, data_config.num_train)          # [S, N]
+    union = np.unique(itr)                                                   # read every image once
+    images_u, labels_u = train.take(union)
+    pos = np.searchsorted(union, itr)
+    tr, ytr = images_u[pos], labels_u[pos]                                   # [S, N, H, W, 3], [S, N]
+    name += f"; per-seed {data_config.num_train}-image subsets (numpy default_rng(seed))"
   if data_config.normalization == "train_set":
     mean, std = _channel_stats(tr)
   elif data_config.normalization == "cifar10":
     mean, std = np.asarray(CIFAR10_MEAN, np.float32), np.asarray(CIFAR10_STD, np.float32)
   else:
     raise ValueError(f"Unknown data.normalization {data_config.normalization!r}; valid: train_set, cifar10")
-  return TrainingSet(tr, ytr, te, yte, mean, std, name)
+  return TrainingSet(tr, ytr.astype(np.int32), te, yte.astype(np.int32), mean, std, name, subset=subset,
+                     seeds=tuple(int(s) for s in seeds), train_indices=itr.astype(np.int64))

@@ -7,7 +7,8 @@ Variants (`rule_config.variant`):
       zero-initialised conv bias; SGD(5e-4, momentum 0.9, L2 1e-4), per-epoch cosine, clip 1.0, dropout 0.3.
       The FA/BP hybrid of study.md §6.4.
   "standard": the textbook rule (Lillicrap et al. 2016): B at every layer that sends an error down (conv2,
-      conv3, fc1, fc2), same optimiser and initialisation.
+      conv3, fc1, fc2), same initialisation and optimiser type; its own learning rate (configs: 1e-2, since
+      random feedback at the FC layers leaves SGD 5e-4 at chance for the first epochs).
   "dfa": direct feedback alignment (Nøkland 2016): the output error e = ∂L/∂logits is sent straight to the
       output of every hidden layer (conv1-conv3 block outputs, FC1) through a fixed B_l [classes, width],
       broadcast over spatial positions (as biotorch); FC2 gets the exact gradient. Costs one extra forward pass
@@ -15,7 +16,8 @@ Variants (`rule_config.variant`):
 Weight gradients are always the exact local ones (`models.fa_conv3x3`, `models.fa_dense`, jax.custom_vjp);
 BatchNorm, ReLU, pooling and dropout backward are exact. B lives in the rule state and never changes.
 
-Diagnostics (metrics, when `diagnostics`): per layer, the angle (degrees) between the FA update and the true
+Diagnostics (metrics of `update(..., diagnose=True)` when `diagnostics`; the training loop asks for them on
+the last step of every epoch, so they cost one extra backward pass per epoch, not per step): per layer, the angle (degrees) between the FA update and the true
 BP gradient of the same batch (same dropout mask), and between each W and its B (their alignment).
 """
 from typing import Any
@@ -42,12 +44,16 @@ def xavier_normal(key: jax.Array, shape: tuple, dtype=jnp.float32) -> jax.Array:
 
 
 def create(model: Any, rule_config: Any, *, steps_per_epoch: int) -> LearningRule:
-  """FA with the reference optimiser: clip -> L2 -> SGD momentum -> per-epoch cosine (all from the config)."""
+  """FA of `rule_config.variant`; optimiser clip -> L2 -> SGD momentum -> per-epoch cosine from the variant's
+  block `rule_config.<variant>` (learning_rate, momentum, weight_decay, clip_norm, schedule, schedule_epochs)."""
   variant = rule_config.variant
   if variant not in FEEDBACK_LAYERS:
     raise ValueError(f"fa: variant must be one of {sorted(FEEDBACK_LAYERS)}, got {variant!r}")
+  if variant not in rule_config:
+    raise ValueError(f"fa: rule config has no optimiser block {variant!r} (rule_configs.fa.{variant}."
+                     "learning_rate etc.; see configs/common.py)")
   layers = FEEDBACK_LAYERS[variant]
-  diagnose = bool(rule_config.diagnostics)
+  diagnostics_on = bool(rule_config.diagnostics)
 
   def init_fn(params, key):
     keys = jax.random.split(key, len(layers))
@@ -63,7 +69,7 @@ def create(model: Any, rule_config: Any, *, steps_per_epoch: int) -> LearningRul
         mutable=["batch_stats"], feedback=feedback, error_signals=error_signals)
     return losses.cross_entropy(logits, batch["label"]), (logits, new_vars["batch_stats"])
 
-  def update_fn(params, batch_stats, rule_state, batch, key):
+  def update_fn(params, batch_stats, rule_state, batch, key, *, diagnose=False):
     if variant == "dfa":
       _, (logits0, _) = loss_fn(params, batch_stats, batch, key)     # same dropout mask as the pass below
       e = jax.grad(losses.cross_entropy)(jax.lax.stop_gradient(logits0), batch["label"])     # [N, classes]
@@ -75,7 +81,7 @@ def create(model: Any, rule_config: Any, *, steps_per_epoch: int) -> LearningRul
                                    has_aux=True)
     (loss, (logits, new_stats)), updates = grad_fn(params)
     metrics = {"loss": loss, "accuracy": losses.accuracy(logits, batch["label"])}
-    if diagnose:
+    if diagnose and diagnostics_on:
       true_grads = jax.grad(lambda p: loss_fn(p, batch_stats, batch, key)[0])(params)
       metrics.update(diagnostics.per_layer(diagnostics.angle_degrees, updates, true_grads,
                                            diagnostics.conv_and_fc_layers(params), "angle_fa_vs_bp"))
@@ -87,6 +93,6 @@ def create(model: Any, rule_config: Any, *, steps_per_epoch: int) -> LearningRul
   where = {"reference": "conv->conv only; FC layers exact (reproduces the reference FA/BP hybrid, study.md §6.4)",
            "standard": "at every layer incl. FC (Lillicrap et al. 2016)",
            "dfa": "from the output error straight to every hidden layer (direct FA, Nøkland 2016)"}[variant]
-  return LearningRule(init=init_fn, update=update_fn, optimizer=optim.torch_sgd(rule_config, steps_per_epoch),
+  return LearningRule(init=init_fn, update=update_fn, optimizer=optim.torch_sgd(rule_config[variant], steps_per_epoch),
                       description=f"feedback alignment, {variant} variant: fixed xavier-normal B {where}; "
                                   "SGD momentum, L2 in the gradient, global-norm clip, per-epoch cosine")

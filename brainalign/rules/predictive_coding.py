@@ -23,8 +23,9 @@ Variants (`rule_config.variant`; hyper-parameters in `rule_config.reference` / `
     the feed-forward pass (the equilibrium of an unclamped network).
 
 Diagnostics (metrics): the energy before and after each inference step (`energy_stepTT`, T = 0..steps) and,
-when `diagnostics`, the cosine between each layer's PC update and the BP gradient of the CE loss of the
-plain forward network on the same batch (`cos_pc_vs_bp_<layer>`).
+when `diagnostics`, on the steps the training loop asks for them (`update(..., diagnose=True)`: the last step
+of every epoch), the cosine between each layer's PC update and the BP gradient of the CE loss of the plain
+forward network on the same batch (`cos_pc_vs_bp_<layer>`).
 """
 from typing import Any
 
@@ -135,7 +136,7 @@ def _reference(model, rc, steps_per_epoch):
   if model.pre_bn_relu or model.conv_bias:
     raise ValueError("pc reference: the study's PC network has bias-free convs in conv -> BN -> ReLU -> pool order")
   steps, rate = int(rc.inference_steps), float(rc.inference_rate)
-  diagnose = bool(rc.diagnostics)
+  diagnostics_on = bool(rc.diagnostics)
 
   def init_fn(params, key):
     """P2: [3,3,C1,C2], P3: [3,3,C2,C3], PyTorch's default ConvTranspose2d init U(±1/sqrt(9·C_out))."""
@@ -163,7 +164,7 @@ def _reference(model, rc, steps_per_epoch):
     dw2 = channel_mean_outer(e2, r[0], clip=rc.update_clip)
     return -dw1, -dw2, dict(batch_stats, bn1=stats1, bn2=stats2)
 
-  def update_fn(params, batch_stats, rule_state, batch, key):
+  def update_fn(params, batch_stats, rule_state, batch, key, *, diagnose=False):
     del key
     x = batch["image"]
     _, r, energy, stats = infer(params, batch_stats, rule_state, x, True)
@@ -182,7 +183,7 @@ def _reference(model, rc, steps_per_epoch):
     updates.update(head_grads)
     metrics = {"loss": loss, "accuracy": losses.accuracy(logits, batch["label"]),
                **energy_metrics(energy / x.shape[0])}
-    if diagnose:
+    if diagnose and diagnostics_on:
       metrics.update(_cosine_with_bp(model, params, batch_stats, batch, updates, ("conv1", "conv2")))
     return updates, stats, rule_state, metrics
 
@@ -282,13 +283,13 @@ def standard_weight_updates(params, batch_stats, xs, image, labels, *, layers, o
 def _standard(model, rc, steps_per_epoch):
   layers = _standard_layers(model)
   steps, rate, beta = int(rc.inference_steps), float(rc.inference_rate), float(rc.output_weight)
-  diagnose = bool(rc.diagnostics)
+  diagnostics_on = bool(rc.diagnostics)
 
   def init_fn(params, key):
     del params, key
     return optax.EmptyState()
 
-  def update_fn(params, batch_stats, rule_state, batch, key):
+  def update_fn(params, batch_stats, rule_state, batch, key, *, diagnose=False):
     del key
     image, labels = batch["image"], batch["label"]
     xs, logits, new_stats = standard_feed_forward(params, batch_stats, image, layers=layers)
@@ -297,7 +298,7 @@ def _standard(model, rc, steps_per_epoch):
     updates = standard_weight_updates(params, batch_stats, xs, image, labels, layers=layers, output_weight=beta)
     metrics = {"loss": losses.cross_entropy(logits, labels), "accuracy": losses.accuracy(logits, labels),
                **energy_metrics(energy / image.shape[0])}
-    if diagnose:
+    if diagnose and diagnostics_on:
       metrics.update(_cosine_with_bp(model, params, batch_stats, batch, updates,
                                      diagnostics.conv_and_fc_layers(params)))
     return updates, new_stats, rule_state, metrics
