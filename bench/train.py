@@ -1,6 +1,7 @@
 """Benchmark of the BP training step: 1 seed, S seeds vmapped, S seeds one after another; both conv impls; PyTorch.
 
     python bench/train.py [--steps 2] [--reps 5] [--seeds 5] [--impls im2col,xla] [--no-torch] [--malloc-hugetlb]
+                          [--rules fa,pc,stdp]
 
 What is timed is exactly the library's training path: `rules.create("bp", ...)` (reference optimiser:
 clip 1.0 -> L2 1e-4 -> Adam(1e-3) -> per-epoch cosine), `train.make_train_step` (batch 128 drawn from this
@@ -25,11 +26,16 @@ and crop/flip augmentation done with torch ops on the same uint8 images, torch.s
 timed the same way, interleaved with the JAX repetitions, and compared with the JAX single seed of the conv
 implementation that "auto" picks: speed_vs_torch = torch time per step / brainalign time per step.
 
+Learning rules (--rules, default fa,pc,stdp with their configs/common.py variants; `pc/standard` picks another):
+each rule's 1-seed step through the same library path (bench/rules.py's `make_case`, diagnostics off), timed in
+the same interleaved repetitions as a BP case built the same way, printed as step_cost_vs_bp[<rule>]=<ratio>.
+
 The last line is vmap_speedup = (S in turn) / (S vmapped) for the "auto" conv implementation.
 """
 import argparse
 import datetime
 import functools
+import importlib.util
 import os
 import platform
 import resource
@@ -200,6 +206,8 @@ def main():
   p.add_argument("--seeds", type=int, default=5, help="seeds vmapped / run in turn")
   p.add_argument("--impls", default="im2col,xla", help="conv implementations to time (comma-separated)")
   p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+  p.add_argument("--rules", default="fa,pc,stdp",
+                 help="rules (rule or rule/variant) timed against BP: step_cost_vs_bp lines; '' = none")
   p.add_argument("--malloc-hugetlb", action="store_true",
                  help="re-run this script with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (transparent huge pages for "
                       "malloc'd memory: removes most page faults of XLA's per-call temp buffers; glibc >= 2.35)")
@@ -242,6 +250,16 @@ def main():
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {torch_case.device}")
     except ImportError:
       print("torch: not importable; comparison skipped")
+
+  rule_names = [r for r in args.rules.split(",") if r]
+  if rule_names:                            # bench/rules.py builds each rule's step exactly as the pipeline does
+    spec = importlib.util.spec_from_file_location("bench_rules", os.path.join(os.path.dirname(__file__), "rules.py"))
+    bench_rules = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_rules)
+    for r in ["bp"] + rule_names:
+      name, _, variant = r.partition("/")
+      cases[f"rule:{r}"] = functools.partial(bench_rules.make_case(name, variant or None, seeds[:1], n, False),
+                                             images, labels)
 
   # warm-up (compilation), in the order: 1 seed (compiles the [1] program, reused by 'turn'), vmap, turn
   compile_s = {}
@@ -290,6 +308,9 @@ def main():
           "inflates its wall and CPU time when other processes load the machine)")
     print(f"speed_vs_torch={med['torch/1'] / med[f'{ref}/1']:.3f}  ({ref}, single seed; "
           f"torch {med['torch/1'] * 1e3:.0f} ms/step vs brainalign {med[f'{ref}/1'] * 1e3:.0f} ms/step)")
+  for r in rule_names:
+    print(f"step_cost_vs_bp[{r}]={med[f'rule:{r}'] / med['rule:bp']:.3f}  "
+          f"({med[f'rule:{r}'] * 1e3:.0f} vs {med['rule:bp'] * 1e3:.0f} ms/step, 1 seed, diagnostics off)")
   print(f"load avg at the end {os.getloadavg()[0]:.2f}")
   print(f"vmap_speedup={med[f'{ref}/turn'] / med[f'{ref}/vmap']:.3f}")
 
