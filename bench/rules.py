@@ -47,7 +47,7 @@ def make_case(name: str, variant: str | None, seeds, steps: int, diagnostics: bo
     if sub is not None and "diagnostics" in sub:
       sub.diagnostics = diagnostics
   model = models.create_model(config.model, conv_init=rc.conv_init, conv_bias=rc.conv_bias,
-                              pre_bn_relu=rc.get("pre_bn_relu", False))
+                              pre_bn_relu=rc.pre_bn_relu)
   spe = NUM_TRAIN // BATCH
   rule = rules.create(name, model, rc, steps_per_epoch=spe)
   step = train.make_train_step(model, rule, batch_size=BATCH, steps_per_epoch=spe,

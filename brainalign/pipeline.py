@@ -51,7 +51,7 @@ def _epoch_file(folder: pathlib.Path, epoch: int, suffix: str) -> pathlib.Path:
 def _model_for(config: Any, rule_name: str) -> models.CNN:
   rc = config.rule_configs[rule_name]
   return models.create_model(config.model, conv_init=rc.conv_init, conv_bias=rc.conv_bias,
-                             pre_bn_relu=rc.get("pre_bn_relu", False))   # STDP's block order (study.md §3.1)
+                             pre_bn_relu=rc.pre_bn_relu)   # True: STDP's block order (study.md §3.1)
 
 
 def _wants_diagnostics(rule_config: Any) -> bool:

@@ -7,9 +7,9 @@ import ml_collections
 # Hyper-parameters of every rule (study.md §4.1). conv_init/conv_bias: the reference implementation used
 # different initialisations per rule (study.md §3.2, §6.9).
 RULE_CONFIGS = {
-    "random": dict(conv_init="torch_default", conv_bias=False),
-    "bp": dict(conv_init="torch_default", conv_bias=False, learning_rate=1e-3, weight_decay=1e-4, clip_norm=1.0,
-               b1=0.9, b2=0.999, eps=1e-8, schedule="cosine_per_epoch", schedule_epochs=40),
+    "random": dict(conv_init="torch_default", conv_bias=False, pre_bn_relu=False),
+    "bp": dict(conv_init="torch_default", conv_bias=False, pre_bn_relu=False, learning_rate=1e-3, weight_decay=1e-4,
+               clip_norm=1.0, b1=0.9, b2=0.999, eps=1e-8, schedule="cosine_per_epoch", schedule_epochs=40),
     # Feedback alignment (brainalign/rules/feedback_alignment.py); the variant picks one optimiser block.
     # reference: B only conv->conv (the study's FA/BP hybrid, study.md §4.2b, §6.4), the study's SGD 5e-4.
     # standard: B at every layer incl. FC (Lillicrap et al. 2016); dfa: direct FA (Nøkland 2016). With random
@@ -17,7 +17,8 @@ RULE_CONFIGS = {
     # global-norm clip (its broadcast output-error signals dominate the norm, so clipping starved FC2's exact
     # gradient and the network stayed at chance; unclipped, 0.45 test accuracy after 2 demo epochs).
     # diagnostics: per-layer angles FA-update vs BP-gradient and W vs B (one extra backward, last step of each epoch).
-    "fa": dict(variant="reference", conv_init="kaiming_normal", conv_bias=True, diagnostics=True,
+    "fa": dict(variant="reference", conv_init="kaiming_normal", conv_bias=True, pre_bn_relu=False,
+               diagnostics=True,
                reference=dict(learning_rate=5e-4, momentum=0.9, weight_decay=1e-4, clip_norm=1.0,
                               schedule="cosine_per_epoch", schedule_epochs=40),
                standard=dict(learning_rate=1e-2, momentum=0.9, weight_decay=1e-4, clip_norm=1.0,
@@ -28,7 +29,7 @@ RULE_CONFIGS = {
     # reference: study.md §4.3(b), defects §6.3; prediction_bias: PyTorch's ConvTranspose2d default (unconfirmed).
     # standard: Whittington & Bogacz 2017 / PCX energy; output_weight β < 1 = weaker clamping (β -> 0: BP).
     # diagnostics: cosine of each layer's update with the BP gradient (one extra backward, last step of each epoch).
-    "pc": dict(variant="reference", conv_init="torch_default", conv_bias=False,
+    "pc": dict(variant="reference", conv_init="torch_default", conv_bias=False, pre_bn_relu=False,
                reference=dict(inference_steps=10, inference_rate=0.02, local_learning_rate=1e-4, error_clip=0.5,
                               update_clip=0.01, readout_learning_rate=1e-3, prediction_bias=True, diagnostics=True),
                standard=dict(inference_steps=10, inference_rate=0.1, output_weight=1.0, learning_rate=1e-3,

@@ -21,7 +21,7 @@ def test_stateful_rule_states_round_trip_exactly(tmp_path, rule_name, variant):
   rc = c.rule_configs[rule_name]
   rc.variant = variant
   model = models.CNN(conv_impl="im2col", conv_init=rc.conv_init, conv_bias=rc.conv_bias,
-                     pre_bn_relu=rc.get("pre_bn_relu", False), **SMALL)
+                     pre_bn_relu=rc.pre_bn_relu, **SMALL)
   rule = rules.create(rule_name, model, rc, steps_per_epoch=2)
   init = jax.vmap(functools.partial(train.create_train_state, model=model, rule=rule, image_shape=(32, 32, 3)))
   state = init(jnp.asarray(train.seed_key_data((3, 4))))
