@@ -81,7 +81,8 @@ def time_rsatoolbox(model, brain, samples):
 def main():
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--samples", type=int, default=FULL_SAMPLES, help="brainalign resamples (extrapolated to 1,000)")
-  ap.add_argument("--rsa-samples", type=int, default=2, help="rsatoolbox resamples for one ROI (extrapolated)")
+  ap.add_argument("--rsa-samples", type=int, default=2,
+                  help="rsatoolbox resamples for one ROI (extrapolated); 0 skips rsatoolbox (no ratio)")
   args = ap.parse_args()
   print(f"date {datetime.date.today()}  machine {platform.machine()} {platform.processor() or ''}  "
         f"cpus {os.cpu_count()}  jax {jax.__version__} backend {jax.default_backend()}")
@@ -94,6 +95,10 @@ def main():
   note = "" if args.samples == FULL_SAMPLES else f" (measured {args.samples} resamples, x{scale:g} extrapolated)"
   print(f"brainalign: first call (compile + run) {first:.1f} s; warm call {warm:.1f} s -> {ours:.1f} s for "
         f"{FULL_SAMPLES} resamples{note}; rho grid {tuple(out['rho'].shape)}")
+  if args.rsa_samples <= 0:
+    print("rsatoolbox skipped (--rsa-samples 0)")
+    print("speedup_vs_rsatoolbox=n/a")
+    return
   t_rsa = time_rsatoolbox(model, brain, args.rsa_samples)
   theirs = t_rsa * ROIS * FULL_SAMPLES / args.rsa_samples
   print(f"rsatoolbox eval_bootstrap_pattern: {t_rsa:.1f} s for {args.rsa_samples} resamples of 1 ROI -> "

@@ -8,8 +8,9 @@ Comparators (rsatoolbox names, `rsatoolbox.rdm.compare`):
   * "rho-a":    12 sum((r_x - m)(r_y - m)) / (N^3 - N), rsatoolbox's rho-a (= spearman without ties).
   * "corr":     Pearson r of the dissimilarities.
   * "cosine":   cosine of the (uncentred) dissimilarity vectors.
-  tau-a is not offered: it needs concordance counts over pairs of pairs (O(P^2) or an inversion
-  count by merge sort), which has no cheap fixed-shape vectorised form.
+  * "tau-a":    (concordant - discordant) / (N (N - 1) / 2) over all pairs of entries, ties counted as
+                neither (rsatoolbox's `_tau_a`). Counted without any loop over pairs of pairs: see `tau_a`
+                below (O(P log P) per comparison, exact integer counts).
 
 The stimulus bootstrap, exactly (study.md §8.6, rsatoolbox `eval_bootstrap_pattern`): a resample draws
 n stimulus indices with replacement; both RDMs are indexed by it (rows and columns); pairs of positions
@@ -27,9 +28,14 @@ resampled RDMs (tested against a NumPy loop and against rsatoolbox's subsample_p
 
 Noise ceilings (Nili et al. 2014; rsatoolbox `boot_noise_ceiling`): lower = mean_s compare(RDM_s,
 pool(RDMs_{t != s})), upper = mean_s compare(RDM_s, pool(all RDMs)); pooling as rsatoolbox's `pool_rdm`:
-ranks averaged for spearman / rho-a (then re-ranked by the comparator), z-scored vectors averaged for
+ranks averaged for spearman / rho-a / tau-a (then re-ranked by the comparator), z-scored vectors averaged for
 corr, RMS-normalised vectors averaged for cosine. Values are raw correlations; nothing is divided by
 a ceiling.
+
+Group conventions: `bootstrap_rsa(..., mean_rdm=True)` also scores every model RDM against each ROI's
+subject-mean RDM (element-wise mean of the subjects' dissimilarities; P1 v1/v2) on the same resamples.
+Partial RSA (`partial_spearman`) has the same stimulus bootstrap in `bootstrap_partial` (weighted ranks,
+weighted least-squares residuals, weighted re-ranking).
 """
 import functools
 import warnings
@@ -41,13 +47,14 @@ import numpy as np
 
 from brainalign import rsa
 
-COMPARATORS = ("spearman", "rho-a", "corr", "cosine")
+COMPARATORS = ("spearman", "rho-a", "corr", "cosine", "tau-a")
 _RANKED = ("spearman", "rho-a")
+_KEYED = ("spearman", "rho-a", "tau-a")  # comparators that see only the order (and ties) of the values
 
 
 def _check_method(method: str) -> None:
   if method not in COMPARATORS:
-    raise ValueError(f"unknown comparator {method!r}; expected one of {COMPARATORS} (tau-a is not implemented)")
+    raise ValueError(f"unknown comparator {method!r}; expected one of {COMPARATORS}")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -82,7 +89,7 @@ def _prepare_vectors(v: jax.Array, method: str):
   v = jnp.asarray(v, jnp.float32)
   bad = jnp.any(jnp.isnan(v), axis=-1)
   v = jnp.where(jnp.isnan(v), 0.0, v)
-  if method in _RANKED:
+  if method in _KEYED:
     return _order_keys(v), bad
   return v, bad
 
@@ -153,19 +160,227 @@ def _ceiling(brain_t: jax.Array, w: jax.Array, method: str, pool_bins: int):
   return jnp.mean(lower, axis=0), jnp.mean(upper, axis=0)
 
 
+# ----------------------------------------------------------------------------------------------------
+# Kendall's tau-a without a loop over pairs of pairs
+# ----------------------------------------------------------------------------------------------------
+#
+# For weighted entries (x_u, y_u, w_u) (a resample's expanded vector holds w_u copies of entry u),
+#   N = sum w, tot = N (N - 1) / 2, T_x / T_y / T_xy = pairs of copies tied in x / y / both,
+#   D = sum_{u, v: x_u < x_v, y_u > y_v} w_u w_v (discordant; copies of one entry are tied in both),
+#   tau-a = (C - D) / tot with C = tot - D - T_x - T_y + T_xy   (rsatoolbox `_tau_a`, scipy's counts).
+# D is an inversion count: order the entries by x (ties in any order) and count, for every entry, the
+# earlier entries with a larger y and a different x. It is computed with a wavelet-matrix pass over the
+# bits of the integer y keys (most significant first): at each bit, inside each group of entries that
+# share the higher bits (contiguous, in x order), every entry with bit 0 is inverted with the earlier
+# entries with bit 1 and a smaller x; then the group is stably partitioned by the bit (positions from
+# prefix sums, one scatter). log2(P) levels of O(P) scans, gathers and one scatter: O(P log P), fixed
+# shapes, no sort after the once-per-vector ordering of x. Counts reach P^2 / 2 ~ 3.3e10 at P = 258,840,
+# beyond int32 (and x64 is off in JAX by default), so every total is an exact int32 (hi, lo) pair with
+# value hi * 2^16 + lo; only the final numerator and denominator are rounded (to float32, relative
+# error ~6e-8 each).
+#
+# Cost (measured 2026-11-27, 2-core AMD EPYC VM shared with other jobs, load 2.8-3.4, jax 0.10.2 CPU): one
+# comparison of two 258,840-entry vectors takes 0.27-0.33 s warm (compile ~8 s), 0.19 s each inside a 4 x 3
+# grid; rsatoolbox's `_tau_a` (SciPy's Cython merge sort, float64) takes 0.076 s on the same machine. The
+# full paper grid (160 model RDMs x 18 subject-ROI RDMs + 36 ceiling comparisons) is therefore ~10-15 min
+# per resample on this CPU: a 1,000-resample tau-a bootstrap of it is impractical here (use spearman, or an
+# accelerator). tau-a stays an option for small grids (the :tiny report with tau-a: 4.5 min, load ~4).
+
+_LIMB = 16
+
+
+def _exact_sum(c: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Exact sum of non-negative int32 counts c [...] (each < 2^31, total < 2^46).
+
+  Returns int32 (hi, lo) with sum = hi 2^16 + lo, 0 <= lo < 2^16.
+  """
+  c = c.reshape(-1)
+  chunk = 1 << 14  # 2^14 low limbs (< 2^16 each) sum to < 2^30: no overflow
+  pad = -c.shape[0] % chunk
+  if pad:
+    c = jnp.concatenate([c, jnp.zeros(pad, c.dtype)])
+  s = jnp.sum((c & 0xFFFF).reshape(-1, chunk), axis=1)
+  hi = jnp.sum(c >> _LIMB) + jnp.sum(s >> _LIMB)  # <= total / 2^16: no overflow
+  lo = jnp.sum(s & 0xFFFF)
+  return hi + (lo >> _LIMB), lo & 0xFFFF
+
+
+def _scan_add(a: jax.Array) -> jax.Array:
+  """Inclusive prefix sum along the last axis (associative_scan: ~3x faster than jnp.cumsum on XLA CPU)."""
+  return lax.associative_scan(jnp.add, a, axis=a.ndim - 1)
+
+
+def _run_starts(*keys: jax.Array) -> jax.Array:
+  """bool [P]: True where any of the keys [P] differs from the previous entry (and at 0)."""
+  out = jnp.zeros(keys[0].shape, bool).at[0].set(True)
+  for k in keys:
+    out = out | jnp.concatenate([jnp.ones(1, bool), k[1:] != k[:-1]])
+  return out
+
+
+def _tied_pairs(start: jax.Array, w: jax.Array) -> jax.Array:
+  """Per entry, the pairs of copies it closes inside its run: w_u (weight of earlier run members) + C(w_u, 2).
+
+  start: bool [P] run starts (runs contiguous); w: int32 [P] >= 0 -> int32 [P]; the sum is sum_runs C(W_run, 2).
+  """
+  before = _scan_add(w) - w
+  base = lax.associative_scan(jnp.maximum, jnp.where(start, before, 0))  # `before` is non-decreasing
+  return w * (before - base) + (w * (w - 1)) // 2
+
+
+def _tau_order(keys: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """int keys [..., P] -> (keys in ascending order, int32 positions that sort them) [..., P] (once per vector)."""
+  iota = jnp.broadcast_to(jnp.arange(keys.shape[-1], dtype=jnp.int32), keys.shape)
+  return lax.sort((keys, iota), dimension=keys.ndim - 1, num_keys=1)
+
+
+def _tau_a_kernel(xs: jax.Array, perm: jax.Array, yk: jax.Array, w: jax.Array, bits: int) -> jax.Array:
+  """Weighted tau-a of one pair of vectors.
+
+  xs: int32 [P] x keys in ascending order; perm: int32 [P] their positions (`_tau_order`); yk: int32 [P]
+  y keys in [0, 2^bits) (same order and ties as y); w: int32 [P] >= 0 multiplicities. -> float32 scalar
+  (NaN if fewer than 2 copies).
+  """
+  p = xs.shape[0]
+  x, y, w = xs, yk[perm], w[perm]
+  below = _scan_add(jnp.zeros((1 << bits) + 1, jnp.int32).at[y + 1].add(1))  # below[t] = #{y < t}
+  idx = jnp.arange(p, dtype=jnp.int32)
+
+  def level(k, carry):
+    x, y, w, d_hi, d_lo = carry
+    shift = bits - 1 - k
+    bit = (y >> shift) & 1
+    pre = y >> (shift + 1)
+    gstart = below[pre << (shift + 1)]  # position of the first entry of this entry's group
+    ones = w * bit
+    ones_before = _scan_add(ones) - ones
+    # run of equal x inside the group: it starts at the later of the group start and the x-run start
+    xstart = jnp.maximum(gstart, lax.associative_scan(jnp.maximum, jnp.where(_run_starts(x), idx, 0)))
+    hi, lo = _exact_sum(w * (1 - bit) * (ones_before[xstart] - ones_before[gstart]))
+    zero = 1 - bit
+    zeros_before = _scan_add(zero) - zero
+    zin = zeros_before - zeros_before[gstart]  # group members before this one with bit 0
+    pos = jnp.where(bit == 0, gstart + zin, below[(2 * pre + 1) << shift] + (idx - gstart - zin))
+    put = lambda a: jnp.zeros_like(a).at[pos].set(a, unique_indices=True)  # noqa: E731
+    return put(x), put(y), put(w), d_hi + hi, d_lo + lo
+
+  zero32 = jnp.int32(0)
+  x_seq, w_seq = x, w
+  x, y, w, d_hi, d_lo = lax.fori_loop(0, bits, level, (x, y, w, zero32, zero32))
+  # now ordered by y (stably, so equal (x, y) entries are adjacent)
+  counts = (_tied_pairs(jnp.zeros(p, bool).at[0].set(True), w_seq), _tied_pairs(_run_starts(x_seq), w_seq),
+            _tied_pairs(_run_starts(y), w), _tied_pairs(_run_starts(y, x), w))
+  (t_hi, t_lo), (x_hi, x_lo), (y_hi, y_lo), (b_hi, b_lo) = (_exact_sum(c) for c in counts)
+  num_hi = t_hi - x_hi - y_hi + b_hi - 2 * d_hi
+  num_lo = t_lo - x_lo - y_lo + b_lo - 2 * d_lo
+  num = num_hi.astype(jnp.float32) * float(1 << _LIMB) + num_lo.astype(jnp.float32)
+  den = t_hi.astype(jnp.float32) * float(1 << _LIMB) + t_lo.astype(jnp.float32)
+  return jnp.clip(num / den, -1.0, 1.0)  # 0 / 0 = NaN for N < 2
+
+
+def _key_bits(p: int) -> int:
+  """Bits of the order keys of a [P] vector (`_order_keys` gives keys in [1, P])."""
+  return max(1, int(p).bit_length())
+
+
+def _tau_grid(x_sorted, x_perm, y_keys, w, bits):
+  """x_sorted, x_perm [A, P], y_keys [B, P], w [P] -> [A, B] tau-a, one pair of vectors at a time."""
+  a_count, b_count = x_sorted.shape[0], y_keys.shape[0]
+  ai, bi = (g.ravel() for g in jnp.meshgrid(jnp.arange(a_count), jnp.arange(b_count), indexing="ij"))
+  w = w.astype(jnp.int32)
+  out = lax.map(lambda ab: _tau_a_kernel(x_sorted[ab[0]], x_perm[ab[0]], y_keys[ab[1]], w, bits), (ai, bi),
+                batch_size=rsa._loop_batch(a_count * b_count))  # pylint: disable=protected-access
+  return out.reshape(a_count, b_count)
+
+
+def _tau_paired(x_sorted, x_perm, y_keys, w, bits):
+  """[K, P] each (row k of x with row k of y), w [P] -> [K] tau-a."""
+  w = w.astype(jnp.int32)
+  return lax.map(lambda k: _tau_a_kernel(x_sorted[k], x_perm[k], y_keys[k], w, bits), jnp.arange(x_sorted.shape[0]),
+                 batch_size=rsa._loop_batch(x_sorted.shape[0]))  # pylint: disable=protected-access
+
+
+def tau_a(x: jax.Array, y: jax.Array, weights: jax.Array | None = None) -> jax.Array:
+  """Kendall's tau-a of every vector in x with every vector in y (rsatoolbox `compare(..., 'tau-a')`).
+
+  O(P log P) per comparison with exact integer pair counts (see the section comment above); a pair of
+  258,840-entry vectors takes 0.2-0.3 s on the 2-core development CPU (rsatoolbox: 0.08 s), so the full
+  paper grid is ~10-15 min per resample there.
+
+  Args:
+    x: [A, P] values. y: [B, P] values (float or int; only order and ties matter).
+    weights: optional int [P] >= 0 multiplicities (entry u counted w_u times, its copies tied with each
+      other), e.g. a stimulus resample's pair weights; default all ones.
+  Returns:
+    float32 [A, B]; NaN where a vector contains NaN.
+  """
+  x, y = jnp.atleast_2d(jnp.asarray(x)), jnp.atleast_2d(jnp.asarray(y))
+  p = x.shape[-1]
+  w = jnp.ones(p, jnp.int32) if weights is None else jnp.asarray(weights, jnp.int32)
+  if y.shape[-1] != p or w.shape != (p,):
+    raise ValueError(f"lengths differ: x {x.shape}, y {y.shape}, weights {w.shape}")
+  return _tau_a_jit(x, y, w)
+
+
+@jax.jit
+def _tau_a_jit(x, y, w):
+  (xk, xb), (yk, yb) = _prepare_vectors(x, "tau-a"), _prepare_vectors(y, "tau-a")
+  xs, xp = _tau_order(xk)
+  out = _tau_grid(xs, xp, yk, w, _key_bits(x.shape[-1]))
+  return jnp.where(xb[:, None] | yb[None, :], jnp.nan, out)
+
+
+def _pooled_rank_keys(brain_keys: jax.Array, w: jax.Array) -> jax.Array:
+  """Rank pooling under weights (rsatoolbox pools tau-a by averaged ranks too).
+
+  brain_keys: int [S, R, P] order keys -> int32 [S + 1, R, P] order keys (in [1, P]) of the pools: rows
+  0..S-1 = mean of the other subjects' weighted ranks (leave-one-out), row S = mean of all.
+  """
+  p = brain_keys.shape[-1]
+  ranks = _scores(brain_keys, w, "spearman", p + 1) + (jnp.sum(w) + 1.0) / 2.0  # weighted mid-ranks
+  doubled = jnp.round(2.0 * ranks).astype(jnp.int32)  # exact integers; sums keep the pools' order and ties
+  total = jnp.sum(doubled, axis=0)
+  return _order_keys(jnp.concatenate([total[None] - doubled, total[None]], axis=0))
+
+
+def _ceiling_tau(brain_keys: jax.Array, brain_sorted: jax.Array, brain_perm: jax.Array, w: jax.Array):
+  """Noise ceiling for tau-a under weights w [P].
+
+  brain_keys, brain_sorted, brain_perm: [S, R, P] (order keys; `_tau_order` of them) -> (lower [R], upper [R]).
+  """
+  s_count, r_count, p = brain_keys.shape
+  pools = _pooled_rank_keys(brain_keys, w)
+  xs, xp = brain_sorted.reshape(-1, p), brain_perm.reshape(-1, p)
+  bits = _key_bits(p)
+  lower = _tau_paired(xs, xp, pools[:s_count].reshape(-1, p), w, bits).reshape(s_count, r_count)
+  upper = _tau_paired(xs, xp, jnp.broadcast_to(pools[s_count], brain_keys.shape).reshape(-1, p), w,
+                      bits).reshape(s_count, r_count)
+  return jnp.mean(lower, axis=0), jnp.mean(upper, axis=0)
+
+
 def _pool_bins(s_count: int, w_max: int) -> int:
   """Histogram size for pooled keys: sums over <= S subjects of doubled ranks <= 2 W + 1 (w = 0 entries)."""
   return s_count * (2 * w_max + 1) + 1
 
 
-def _evaluate(counts, model_data, model_bad, brain_data, brain_bad, i, j, method, model_chunk, pool_bins):
-  """One resample. counts: [n] draws per stimulus -> (rho [V, R, S], lower [R], upper [R])."""
+def _evaluate(counts, model_data, model_bad, brain_data, brain_bad, i, j, method, model_chunk, pool_bins, s_count):
+  """One resample. counts: [n] draws per stimulus -> (rho [V, R, S'], lower [R], upper [R]).
+
+  The brain axis S' holds the s_count subjects (the ceiling uses only these), then optionally the
+  subject-mean RDM.
+  """
   w = counts[i] * counts[j]  # [P] multiplicity of each original pair; self-pairs never appear
   p = w.shape[0]
-  s_count, r_count = brain_bad.shape
-  brain_t = _scores(brain_data, w, method, p + 1)  # [S, R, P]
-  lower, upper = _ceiling(brain_t, w, method, pool_bins)
-  y = brain_t.reshape(s_count * r_count, p)
+  s_cmp, r_count = brain_bad.shape
+  if method == "tau-a":  # model_data = (sorted keys, order) [V, P] each; brain_data = (keys, sorted, order)
+    brain_keys, brain_sorted, brain_perm = brain_data
+    lower, upper = _ceiling_tau(brain_keys[:s_count], brain_sorted[:s_count], brain_perm[:s_count], w)
+    sims = _tau_grid(*model_data, brain_keys.reshape(s_cmp * r_count, p), w, _key_bits(p))
+    sims = sims.reshape(-1, s_cmp, r_count).transpose(0, 2, 1)  # [V, R, S']
+    return _finish(sims, lower, upper, model_bad, brain_bad, s_count)
+  brain_t = _scores(brain_data, w, method, p + 1)  # [S', R, P]
+  lower, upper = _ceiling(brain_t[:s_count], w, method, pool_bins)
+  y = brain_t.reshape(s_cmp * r_count, p)
   v_count = model_bad.shape[0]
   chunks = -(-v_count // model_chunk)
   pad = chunks * model_chunk - v_count
@@ -177,24 +392,35 @@ def _evaluate(counts, model_data, model_bad, brain_data, brain_bad, i, j, method
   def one_chunk(block):  # model_chunk vectors -> [model_chunk, S * R]
     return _grid(_scores(block, w, method, p + 1), y, w, method)
 
-  sims = lax.map(one_chunk, jax.tree.map(blocks, model_data)).reshape(chunks * model_chunk, s_count, r_count)
-  sims = sims[:v_count].transpose(0, 2, 1)  # [V, R, S]
+  sims = lax.map(one_chunk, jax.tree.map(blocks, model_data)).reshape(chunks * model_chunk, s_cmp, r_count)
+  sims = sims[:v_count].transpose(0, 2, 1)  # [V, R, S']
+  return _finish(sims, lower, upper, model_bad, brain_bad, s_count)
+
+
+def _finish(sims, lower, upper, model_bad, brain_bad, s_count):
+  """NaN where an input vector had NaN: sims [V, R, S'], lower/upper [R], model_bad [V], brain_bad [S', R]."""
   bad = model_bad[:, None, None] | brain_bad.T[None]
   rho = jnp.where(bad, jnp.nan, sims)
-  any_brain_bad = jnp.any(brain_bad, axis=0)  # [R]
+  any_brain_bad = jnp.any(brain_bad[:s_count], axis=0)  # [R]
   return rho, jnp.where(any_brain_bad, jnp.nan, lower), jnp.where(any_brain_bad, jnp.nan, upper)
 
 
-@functools.partial(jax.jit, static_argnames=("n", "method", "batch_size", "model_chunk"))
-def _bootstrap(model_vectors, brain_vectors, i, j, resamples, *, n, method, batch_size, model_chunk):
+@functools.partial(jax.jit, static_argnames=("n", "method", "batch_size", "model_chunk", "mean_rdm"))
+def _bootstrap(model_vectors, brain_vectors, i, j, resamples, *, n, method, batch_size, model_chunk, mean_rdm):
+  s_count = brain_vectors.shape[0]
+  if mean_rdm:  # the subject-mean RDM (element-wise mean of the raw dissimilarities) as one more "subject"
+    brain_vectors = jnp.concatenate([brain_vectors, jnp.mean(brain_vectors, axis=0, keepdims=True)])
   model_data, model_bad = _prepare_vectors(model_vectors, method)
   brain_data, brain_bad = _prepare_vectors(brain_vectors, method)
-  s_count = brain_vectors.shape[0]
+  if method == "tau-a":  # order x (the model) once per vector; the brain keys serve as y and, sorted, as x
+    model_data = _tau_order(model_data)
+    brain_data = (brain_data, *_tau_order(brain_data))
   pool_bins = _pool_bins(s_count, n * (n - 1) // 2)
 
   def one(idx):  # [n] stimulus indices of one resample
     counts = jnp.zeros(n, jnp.float32).at[idx].add(1.0)
-    return _evaluate(counts, model_data, model_bad, brain_data, brain_bad, i, j, method, model_chunk, pool_bins)
+    return _evaluate(counts, model_data, model_bad, brain_data, brain_bad, i, j, method, model_chunk, pool_bins,
+                     s_count)
 
   return lax.map(one, resamples, batch_size=batch_size)
 
@@ -219,7 +445,7 @@ def identity_resample(n: int) -> jax.Array:
 
 def bootstrap_rsa(model_vectors: jax.Array, brain_vectors: jax.Array, pairs: tuple[jax.Array, jax.Array],
                   resamples: jax.Array, *, n: int, method: str = "spearman", batch_size: int = 1,
-                  model_chunk: int = 32) -> dict:
+                  model_chunk: int = 32, mean_rdm: bool = False) -> dict:
   """RSA of every model RDM vs every (ROI, subject) and the noise ceiling, on every resample, in one call.
 
   Args:
@@ -236,9 +462,12 @@ def bootstrap_rsa(model_vectors: jax.Array, brain_vectors: jax.Array, pairs: tup
     batch_size: resamples evaluated together per `lax.map` step (memory grows linearly with it).
     model_chunk: model vectors transformed together inside one resample (bounds memory at
       ~model_chunk x P x 4 bytes x a few).
+    mean_rdm: also compare every model RDM with the subject-mean RDM of each ROI (the element-wise mean
+      of the S subjects' dissimilarities, the P1 v1/v2 group convention, study.md §7.7), on the same
+      resamples.
   Returns:
-    {"rho": [B, V, R, S], "noise_lower": [B, R], "noise_upper": [B, R]} float32; NaN where a vector
-    contains NaN (degenerate RDM) or a resample leaves no variance.
+    {"rho": [B, V, R, S], "noise_lower": [B, R], "noise_upper": [B, R]} float32, plus "rho_mean_rdm"
+    [B, V, R] if mean_rdm; NaN where a vector contains NaN (degenerate RDM) or a resample leaves no variance.
   """
   _check_method(method)
   model_vectors = jnp.asarray(model_vectors)
@@ -259,8 +488,12 @@ def bootstrap_rsa(model_vectors: jax.Array, brain_vectors: jax.Array, pairs: tup
     raise ValueError(f"n={n} stimuli is too many for exact float32 ranks / int32 pooled keys")
   model_chunk = max(1, min(int(model_chunk), model_vectors.shape[0]))
   rho, lower, upper = _bootstrap(model_vectors, brain_vectors, i, j, resamples, n=int(n), method=method,
-                                 batch_size=int(batch_size), model_chunk=model_chunk)
-  return {"rho": rho, "noise_lower": lower, "noise_upper": upper}
+                                 batch_size=int(batch_size), model_chunk=model_chunk, mean_rdm=bool(mean_rdm))
+  s_count = brain_vectors.shape[0]
+  out = {"rho": rho[..., :s_count], "noise_lower": lower, "noise_upper": upper}
+  if mean_rdm:
+    out["rho_mean_rdm"] = rho[..., s_count]
+  return out
 
 
 def compare(x: jax.Array, y: jax.Array, method: str = "spearman") -> jax.Array:
@@ -280,6 +513,8 @@ def compare(x: jax.Array, y: jax.Array, method: str = "spearman") -> jax.Array:
 @functools.partial(jax.jit, static_argnames=("method",))
 def _compare(x, y, *, method):
   p = x.shape[-1]
+  if method == "tau-a":
+    return _tau_a_jit(x, y, jnp.ones(p, jnp.int32))
   w = jnp.ones(p, jnp.float32)
   (xd, xb), (yd, yb) = _prepare_vectors(x, method), _prepare_vectors(y, method)
   sim = _grid(_scores(xd, w, method, p + 1), _scores(yd, w, method, p + 1), w, method)
@@ -307,7 +542,10 @@ def _noise_ceiling(brain_vectors, *, method):
   s, _, p = brain_vectors.shape
   w = jnp.ones(p, jnp.float32)
   data, bad = _prepare_vectors(brain_vectors, method)
-  lower, upper = _ceiling(_scores(data, w, method, p + 1), w, method, _pool_bins(s, p))
+  if method == "tau-a":
+    lower, upper = _ceiling_tau(data, *_tau_order(data), w)
+  else:
+    lower, upper = _ceiling(_scores(data, w, method, p + 1), w, method, _pool_bins(s, p))
   any_bad = jnp.any(bad, axis=0)
   return jnp.where(any_bad, jnp.nan, lower), jnp.where(any_bad, jnp.nan, upper)
 
@@ -490,6 +728,101 @@ def partial_spearman(model_vectors: jax.Array, brain_vectors: jax.Array, control
     raise ValueError(f"form must be 'reference' or 'closed', got {form!r}")
   out = jnp.einsum("vp,kp->vk", ex, ey, precision=lax.Precision.HIGHEST)
   return jnp.where(ex_dead[:, None] | ey_dead[None, :], jnp.nan, out)
+
+
+PARTIAL_FORMS = ("reference", "closed")
+
+
+def _wsum(a: jax.Array, b: jax.Array, w: jax.Array) -> jax.Array:
+  """sum_p w a b over the last axis: [..., P] x [..., P] (broadcast) -> [...]."""
+  return jnp.sum(a * b * w, axis=-1)
+
+
+def _partial_one(x_keys, y_keys, z_keys, w, forms):
+  """Partial Spearman of every x with every y given one control z, under pair weights w [P].
+
+  x_keys [V, P], y_keys [K, P], z_keys [P]: order keys. Returns {form: [V, K]}.
+  """
+  p = w.shape[0]
+  ranks = lambda k: _scores(k, w, "spearman", p + 1)  # weighted mid-ranks minus their weighted mean  # noqa: E731
+  rz = ranks(z_keys[None])[0]
+  zz = _wsum(rz, rz, w)
+
+  def residual(k):
+    r = ranks(k)
+    e = r - (_wsum(r, rz, w) / zz)[:, None] * rz  # weighted least squares on the centred control ranks
+    dead = _wsum(e, e, w) < 1e-8 * _wsum(r, r, w)  # the control explains the ranks completely: undefined
+    return e, dead
+
+  ex, x_dead = residual(x_keys)
+  ey, y_dead = residual(y_keys)
+  dead = x_dead[:, None] | y_dead[None, :]
+  out = {}
+  for form in forms:
+    if form == "reference":  # Spearman of the residuals: re-rank them (weighted), then correlate
+      a, b = ranks(_order_keys(ex)), ranks(_order_keys(ey))
+    else:  # "closed": Pearson of the residuals (weighted means are already 0)
+      a, b = ex, ey
+    sim = _grid(a, b, w, "corr")
+    out[form] = jnp.where(dead, jnp.nan, sim)
+  return out
+
+
+@functools.partial(jax.jit, static_argnames=("forms", "batch_size"))
+def _bootstrap_partial(model_vectors, brain_vectors, controls, i, j, resamples, *, forms, batch_size):
+  n = resamples.shape[1]
+  x_keys, x_bad = _prepare_vectors(model_vectors, "spearman")
+  y_keys, y_bad = _prepare_vectors(brain_vectors, "spearman")
+  z_keys, z_bad = _prepare_vectors(controls, "spearman")
+
+  def one(idx):  # [n] stimulus indices of one resample -> {form: [C, V, K]}
+    counts = jnp.zeros(n, jnp.float32).at[idx].add(1.0)
+    w = counts[i] * counts[j]
+    return lax.map(lambda z: _partial_one(x_keys, y_keys, z, w, forms), z_keys)
+
+  out = lax.map(one, resamples, batch_size=batch_size)
+  bad = z_bad[:, None, None] | x_bad[None, :, None] | y_bad[None, None, :]
+  return {f: jnp.where(bad[None], jnp.nan, v) for f, v in out.items()}
+
+
+def bootstrap_partial(model_vectors: jax.Array, brain_vectors: jax.Array, controls: jax.Array,
+                      pairs: tuple[jax.Array, jax.Array], resamples: jax.Array, *, n: int,
+                      forms: tuple[str, ...] = PARTIAL_FORMS, batch_size: int = 1) -> dict:
+  """Partial Spearman RSA (`partial_spearman`) on every stimulus resample, in one compiled call.
+
+  The same machinery as `bootstrap_rsa`: a resample is the integer pair weights w = c_i c_j (c = draws
+  per stimulus), which equals indexing the RDMs by the resample and dropping duplicated stimuli's
+  self-pairs; ranks are weighted mid-ranks, centring and the least-squares residualisation are weighted,
+  and the "reference" form re-ranks the residuals under the same weights. Pass the same `resamples` as
+  to `bootstrap_rsa` to pair partial and plain RSA; `identity_resample(n)` as a row gives the plain
+  `partial_spearman`. Cost per resample: the "reference" form sorts every residual vector (V + K per
+  control); "closed" needs no sort.
+
+  Args:
+    model_vectors: [V, P]; brain_vectors: [K, P] (e.g. subjects x ROIs flattened); controls: [C, P]
+      nuisance RDMs (pixel, luminance) over the same pairs.
+    pairs: (i, j) int [P] original stimulus indices of each pair (the pair set in use).
+    resamples: int [B, n] stimulus indices (`draw_resamples`).
+    n: number of stimuli. forms: subset of ("reference", "closed"). batch_size: resamples per lax.map step.
+  Returns:
+    {form: float32 [B, C, V, K]}; NaN where a vector has NaN or the control explains it completely.
+  """
+  forms = tuple(forms)
+  if not forms or any(f not in PARTIAL_FORMS for f in forms):
+    raise ValueError(f"forms must be a non-empty subset of {PARTIAL_FORMS}, got {forms}")
+  model_vectors = jnp.atleast_2d(jnp.asarray(model_vectors, jnp.float32))
+  brain_vectors = jnp.atleast_2d(jnp.asarray(brain_vectors, jnp.float32))
+  controls = jnp.atleast_2d(jnp.asarray(controls, jnp.float32))
+  i, j = (jnp.asarray(a, jnp.int32) for a in pairs)
+  p = i.shape[0]
+  if model_vectors.shape[1] != p or brain_vectors.shape[1] != p or controls.shape[1] != p:
+    raise ValueError(f"pair counts differ: pairs {p}, model {model_vectors.shape}, brain {brain_vectors.shape}, "
+                     f"controls {controls.shape}")
+  resamples = jnp.asarray(resamples, jnp.int32)
+  if resamples.ndim != 2 or resamples.shape[1] != n:
+    raise ValueError(f"resamples must be [B, n={n}], got {resamples.shape}")
+  return _bootstrap_partial(model_vectors, brain_vectors, controls, i, j, resamples, forms=forms,
+                            batch_size=int(batch_size))
 
 
 def pixel_rdm_vector(images: np.ndarray, pairs: tuple[np.ndarray, np.ndarray]) -> np.ndarray:

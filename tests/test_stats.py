@@ -60,10 +60,52 @@ def test_spearman_equals_scipy_and_nan_propagates(toy):
 
 
 def test_unknown_comparator_is_an_error(toy):
-  """tau-a and typos fail with a message naming the valid comparators."""
+  """Typos (and rsatoolbox comparators brainalign does not offer) fail with a message naming the valid ones."""
   _, model, brain = toy
-  with pytest.raises(ValueError, match="spearman"):
-    stats.compare(model, model, "tau-a")
+  for bad in ("tau_a", "kendall"):
+    with pytest.raises(ValueError, match="spearman"):
+      stats.compare(model, model, bad)
+
+
+def _tau_a_brute(x, y, w=None):
+  """O(P^2) tau-a of the expanded vector (entry u repeated w_u times): sum sign(dx) sign(dy) over all
+  pairs of copies / (N (N - 1) / 2), with NumPy."""
+  if w is not None:
+    x, y = np.repeat(x, w), np.repeat(y, w)
+  iu = np.triu_indices(len(x), 1)
+  s = np.sign(x[:, None] - x[None])[iu] * np.sign(y[:, None] - y[None])[iu]
+  return s.sum() / len(s)
+
+
+def test_tau_a_equals_brute_force_counts_with_ties_and_weights():
+  """tau-a = the brute-force pair count for heavy ties in x, in y and in both, for odd and tiny
+  lengths, and with integer weights (= the explicitly expanded vector: copies tied with each other)."""
+  rng = np.random.default_rng(21)
+  for p in (2, 3, 5, 64, 257):
+    x = np.round(rng.standard_normal((2, p)) * 1.5)
+    y = np.round(0.5 * x[0] + rng.standard_normal((3, p)) * 1.5)
+    want = np.array([[_tau_a_brute(a, b) for b in y] for a in x])
+    np.testing.assert_allclose(stats.tau_a(x, y), want, atol=1e-6)
+  p = 200
+  x = np.round(rng.standard_normal(p) * 2)
+  y = np.round(0.5 * x + rng.standard_normal(p) * 2)
+  w = rng.integers(0, 4, p)  # 0 = not drawn
+  assert float(stats.tau_a(x, y, weights=w)[0, 0]) == pytest.approx(_tau_a_brute(x, y, w), abs=1e-6)
+  assert np.isnan(np.asarray(stats.tau_a(np.array([[1.0, np.nan, 2.0]]), np.array([[1.0, 2.0, 3.0]])))).all()
+
+
+def test_tau_a_at_paper_size_is_exact_beyond_int32():
+  """At the paper's P = 258,840 pairs (P(P-1)/2 ~ 3.3e10 pairs of pairs, beyond int32) and with many
+  ties, tau-a equals rsatoolbox's `_tau_a` (scipy's exact int64 merge-sort counts) to float32 precision."""
+  from rsatoolbox.rdm.compare import _tau_a  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(3)
+  p = 258_840
+  x = rng.standard_normal(p).astype(np.float32)
+  y = np.round(0.3 * x + rng.standard_normal(p), 2).astype(np.float32)  # ~700 distinct values: heavy ties
+  got = np.asarray(stats.tau_a(np.stack([x, np.round(x, 1)]), y[None]))[:, 0]
+  y64 = y.astype(np.float64)
+  want = [_tau_a(x.astype(np.float64), y64), _tau_a(np.round(x, 1).astype(np.float64), y64)]
+  np.testing.assert_allclose(got, want, atol=2e-7)
 
 
 @pytest.mark.parametrize("method", stats.COMPARATORS)
@@ -301,3 +343,66 @@ def test_pixel_and_luminance_rdms():
                              atol=1e-6)
   y = (0.2126 * imgs[..., 0] + 0.7152 * imgs[..., 1] + 0.0722 * imgs[..., 2]).mean(axis=(1, 2))
   np.testing.assert_allclose(stats.luminance_rdm_vector(imgs, (i, j)), np.abs(y[i] - y[j]), atol=1e-6)
+
+
+def test_partial_spearman_bootstrap_identity_and_explicit_resampling():
+  """Bootstrap of partial RSA: the identity resample equals `partial_spearman` (both forms); every other
+  resample, and hence the bootstrap mean and SD, equals a slow NumPy/SciPy bootstrap of the direct
+  computation (index the RDMs by the same resample indices, drop duplicated stimuli's self-pairs, rank,
+  centre, residualise on the control's ranks by least squares, Spearman of the residuals)."""
+  rng = np.random.default_rng(12)
+  n = 12
+  p = n * (n - 1) // 2
+  z = rng.standard_normal(p)
+  x = 0.6 * z + rng.standard_normal((3, p))
+  x[2] = np.round(x[2])  # ties
+  y = 0.4 * z + 0.3 * x[0] + rng.standard_normal((2, p))
+  x, y, z = x.astype(np.float32), y.astype(np.float32), z.astype(np.float32)
+  i, j = rsa.pair_indices(n)
+  b_count = 25
+  idx = np.concatenate([stats.identity_resample(n), stats.draw_resamples(jax.random.key(4), b_count, n)])
+  out = stats.bootstrap_partial(x, y, np.stack([z, np.round(z)]), (i, j), idx, n=n)
+  assert out["reference"].shape == (b_count + 1, 2, 3, 2)
+  for form in stats.PARTIAL_FORMS:
+    for c, control in enumerate((z, np.round(z))):
+      np.testing.assert_allclose(out[form][0, c], stats.partial_spearman(x, y, control, form=form), atol=2e-6)
+
+  a, b = np.triu_indices(n, 1)
+
+  def direct(xv, yv, ids):
+    oa, ob = ids[a], ids[b]
+    keep = oa != ob
+    pick = lambda v: scipy.spatial.distance.squareform(v.astype(np.float64))[oa, ob][keep]  # noqa: E731
+    xe, ye, ze = pick(xv), pick(yv), pick(z)
+
+    def resid(v):
+      rv, rz = scipy.stats.rankdata(v), scipy.stats.rankdata(ze)
+      rv, rz = rv - rv.mean(), rz - rz.mean()
+      return rv - rz * np.linalg.lstsq(rz[:, None], rv, rcond=None)[0][0]
+
+    return scipy.stats.spearmanr(resid(xe), resid(ye))[0]
+
+  want = np.array([[[direct(xv, yv, idx[k]) for yv in y] for xv in x] for k in range(1, b_count + 1)])  # [B, 3, 2]
+  got = np.asarray(out["reference"][1:, 0], np.float64)
+  np.testing.assert_allclose(got, want, atol=3e-6)
+  np.testing.assert_allclose(got.mean(0), want.mean(0), atol=1e-6)
+  np.testing.assert_allclose(got.std(0, ddof=1), want.std(0, ddof=1), atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["spearman", "corr"])
+def test_bootstrap_mean_rdm_convention_equals_rsatoolbox(toy, method):
+  """mean_rdm=True: rho with the subject-mean RDM (element-wise mean of the subjects' dissimilarities, P1
+  v1/v2) equals rsatoolbox's compare against that mean RDM, on the identity and on resampled stimuli
+  (subsample_pattern with the same indices); the per-subject rho and ceilings are unchanged by the option."""
+  n, model, brain = toy
+  i, j = rsa.pair_indices(n)
+  idx = np.concatenate([stats.identity_resample(n), stats.draw_resamples(jax.random.key(8), 2, n)])
+  out = stats.bootstrap_rsa(model, brain, (i, j), idx, n=n, method=method, mean_rdm=True)
+  plain = stats.bootstrap_rsa(model, brain, (i, j), idx, n=n, method=method)
+  for k in ("rho", "noise_lower", "noise_upper"):
+    np.testing.assert_allclose(out[k], plain[k], atol=1e-7)
+  mean = brain.astype(np.float64).mean(0)  # [R, P]
+  for b in range(len(idx)):
+    ms = RDMs(model.astype(np.float64)).subsample_pattern("index", idx[b])
+    want = compare(ms, RDMs(mean).subsample_pattern("index", idx[b]), method)  # [V, R]
+    np.testing.assert_allclose(out["rho_mean_rdm"][b], want, atol=3e-6)
