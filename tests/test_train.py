@@ -148,7 +148,7 @@ def test_each_epoch_visits_a_fresh_permutation_and_drops_the_partial_batch():
 
 @pytest.mark.parametrize("driver", ["python", "scan"])
 def test_vmapped_seeds_equal_seeds_trained_one_at_a_time(driver):
-  """Training 2 seeds in one vmapped call gives each seed exactly what training it alone gives (both drivers)."""
+  """Training 2 seeds in one vmapped call gives each seed what training it alone gives, up to rounding (both drivers)."""
   model = models.CNN(conv_impl="im2col", **SMALL)
   rule = rules.create("bp", model, BP, steps_per_epoch=3)
   rng = np.random.default_rng(2)
@@ -161,7 +161,9 @@ def test_vmapped_seeds_equal_seeds_trained_one_at_a_time(driver):
   assert metrics["loss"].shape == (2,)
   for k, seed in enumerate((7, 8)):
     alone, _ = run(_state(model, rule, (seed,)), images, labels)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a[k], b[0], rtol=2e-5, atol=2e-6), both.params, alone.params)
+    # batch 2 vs batch 1 round differently (CPU-dependent) and Adam can magnify that near zero gradients:
+    # atol 1e-4 = 10% of one Adam step of lr 1e-3 (tests/test_training_sets.py gives the reasoning)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a[k], b[0], rtol=1e-4, atol=1e-4), both.params, alone.params)
 
 
 @pytest.mark.parametrize("driver", ["python", "scan"])
@@ -196,3 +198,30 @@ def test_diagnostic_last_step_changes_nothing_but_adds_metrics_of_the_last_batch
   _, m_last = vdiag(st, images, labels)
   np.testing.assert_allclose(metrics["loss"], np.mean(losses + [m_last["loss"]], axis=0), rtol=1e-5)
   np.testing.assert_allclose(metrics["angle_fa_vs_bp_conv2"], m_last["angle_fa_vs_bp_conv2"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("driver", ["python", "scan"])
+def test_epoch_runner_draws_the_same_shuffle_as_a_step_that_draws_its_own(driver):
+  """The runners draw each seed's epoch permutation once and pass it to every step; oracle: the same BP step
+  called with order=None, which draws the permutation inside every step. Two epochs, 2 seeds, per-seed data:
+  the trained parameters must agree (a different batch order would change them by far more than 1e-6)."""
+  model = models.CNN(conv_impl="im2col", **SMALL)
+  rule = rules.create("bp", model, BP, steps_per_epoch=3)
+  rng = np.random.default_rng(4)
+  images = jnp.asarray(rng.integers(0, 256, (2, 26, 32, 32, 3), dtype=np.uint8))
+  labels = jnp.asarray(rng.integers(0, 10, (2, 26)).astype(np.int32))
+  step = train.make_train_step(model, rule, batch_size=8, steps_per_epoch=3, mean=np.full(3, .5, np.float32),
+                               std=np.full(3, .25, np.float32), pad=4, flip=True)
+  run = train.make_epoch_runner(step, steps_per_epoch=3, driver=driver, per_seed_data=True)
+  vstep = jax.jit(jax.vmap(step, in_axes=(0, 0, 0)))
+  state = ref = _state(model, rule, (3, 4))
+  for _ in range(2):
+    for _ in range(3):
+      ref, _ = vstep(ref, images, labels)
+    state, _ = run(state, images, labels)
+  assert int(state.step[0]) == int(ref.step[0]) == 6
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), state.params, ref.params)
+  once, _ = run(_state(model, rule, (3, 4)), images, labels)
+  reordered, _ = run(_state(model, rule, (3, 4)), images[:, ::-1], labels[:, ::-1])  # same data, other order
+  assert max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(once.params),
+                                                           jax.tree.leaves(reordered.params))) > 1e-4

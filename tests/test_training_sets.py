@@ -102,7 +102,12 @@ def test_paper_conventions():
 @pytest.mark.parametrize("driver", ["python", "scan"])
 def test_vmapped_step_on_per_seed_data_equals_each_seed_alone_on_its_own_data(driver):
   """Two seeds trained in one vmapped call on images [2, N, ...] end where each seed ends when trained alone on
-  its own images [N, ...] (the oracle: single-seed runs); giving both seeds the same data instead changes seed 2."""
+  its own images [N, ...] (the oracle: single-seed runs); giving both seeds the same data instead changes seed 2.
+
+  Tolerance: a batch of 2 and a batch of 1 compile to different float orderings (how much depends on the CPU's
+  vector units); Adam divides by sqrt(v), so a gradient element near 0 can turn a 1e-7 difference into ~1e-5
+  of the parameter after 3 steps of lr 1e-3. atol 1e-4 is 10% of one Adam step, and the wrong-data run must
+  differ by more than a full step (1e-3)."""
   model = models.CNN(conv_impl="im2col", **SMALL)
   rule = rules.create("bp", model, BP, steps_per_epoch=3)
   rng = np.random.default_rng(3)
@@ -119,9 +124,9 @@ def test_vmapped_step_on_per_seed_data_equals_each_seed_alone_on_its_own_data(dr
   for k, seed in enumerate((7, 8)):
     alone, m_alone = shared(state((seed,)), jnp.asarray(images[k]), jnp.asarray(labels[k]))
     np.testing.assert_allclose(metrics["loss"][k], m_alone["loss"][0], rtol=2e-5)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a[k], b[0], rtol=2e-5, atol=2e-6), both.params, alone.params)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a[k], b[0], rtol=1e-4, atol=1e-4), both.params, alone.params)
   wrong, _ = shared(state((7, 8)), jnp.asarray(images[0]), jnp.asarray(labels[0]))
-  assert not np.allclose(wrong.params["fc2"]["kernel"][1], both.params["fc2"]["kernel"][1])
+  assert np.max(np.abs(wrong.params["fc2"]["kernel"][1] - both.params["fc2"]["kernel"][1])) > 1e-3
 
 
 # ---------------------------------------------------------------------------------------------- TFDS
