@@ -172,6 +172,10 @@ def test_bootstrap_resamples_equal_rsatoolbox_subsample_pattern(toy, method):
   i, j = rsa.pair_indices(n)
   idx = np.asarray(stats.draw_resamples(jax.random.key(5), 3, n))
   out = stats.bootstrap_rsa(model, brain, (i, j), idx, n=n, method=method, model_chunk=2)
+  if method in ("spearman", "rho-a"):  # the sort-plan ranking (the default from 64 resamples) is identical
+    planned = stats.bootstrap_rsa(model, brain, (i, j), idx, n=n, method=method, model_chunk=2, rank_plan=True)
+    for key in out:
+      np.testing.assert_allclose(planned[key], out[key], atol=1e-6)
   for b in range(len(idx)):
     ms = RDMs(model.astype(np.float64)).subsample_pattern("index", idx[b])
     for r in range(brain.shape[1]):
@@ -406,3 +410,23 @@ def test_bootstrap_mean_rdm_convention_equals_rsatoolbox(toy, method):
     ms = RDMs(model.astype(np.float64)).subsample_pattern("index", idx[b])
     want = compare(ms, RDMs(mean).subsample_pattern("index", idx[b]), method)  # [V, R]
     np.testing.assert_allclose(out["rho_mean_rdm"][b], want, atol=3e-6)
+
+
+def test_weighted_ranks_equal_scipy_ranks_of_the_expanded_vector():
+  """Both ranking kernels (the histogram and the sorted-prefix-sum plan used by the bootstrap, in its tie-free
+  and its tied branch) give every entry the average rank that scipy.stats.rankdata gives its copies in the
+  vector expanded by the weights (ties, zero weights and a large weight included)."""
+  rng = np.random.default_rng(7)
+  w = rng.integers(0, 4, 200).astype(np.float32)
+  w[:5] = 0.0
+  w[5] = 50.0
+  for v in (np.round(rng.standard_normal(200) * 3), rng.standard_normal(200)):  # many ties; none
+    v = v.astype(np.float32)
+    expanded = scipy.stats.rankdata(np.repeat(v, w.astype(int)))  # copies of entry u are contiguous
+    want = expanded[np.cumsum(w[w > 0]).astype(int) - 1]           # every copy has the same (average) rank
+    keys = stats._order_keys(jax.numpy.asarray(v)[None])  # pylint: disable=protected-access
+    hist = np.asarray(stats._weighted_ranks(keys[0], w, 201))  # pylint: disable=protected-access
+    plan = tuple(a[0] for a in stats._rank_plan(keys))  # pylint: disable=protected-access
+    planned = np.asarray(stats._planned_ranks(plan, w))  # pylint: disable=protected-access
+    np.testing.assert_array_equal(hist[w > 0], want)
+    np.testing.assert_array_equal(planned[w > 0], want)
