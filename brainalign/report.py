@@ -374,6 +374,19 @@ def compute(inputs: dict, stats_config: Any) -> dict:
   return {"tables": tables, "fixed": fixed, "best": best, "lower": lower, "upper": upper}
 
 
+def partial_forms(stats_config: Any) -> tuple[str, ...]:
+  """The partial-RSA forms of `stats.partial_forms` (validated); the first is the one the markdown shows."""
+  forms = tuple(stats_config.get("partial_forms", stats.PARTIAL_FORMS))
+  if not forms or any(f not in stats.PARTIAL_FORMS for f in forms) or len(set(forms)) != len(forms):
+    raise ValueError(f"stats.partial_forms must be distinct names from {stats.PARTIAL_FORMS}, got {forms}")
+  return forms
+
+
+def _partial_column(name: str, form: str) -> str:
+  """CSV column of one control and form: rho_partial_<control> (reference), rho_partial_<control>_closed."""
+  return f"rho_partial_{name}" + ("" if form == "reference" else "_closed")
+
+
 def _partial(inputs: dict, stats_config: Any, last_idx: np.ndarray, resamples: jax.Array,
              fin: np.ndarray) -> pd.DataFrame:
   """Partial Spearman (pixel RDM, luminance RDM) at each rule's last checkpoint, fixed layer, with stimulus-
@@ -403,8 +416,9 @@ def _partial(inputs: dict, stats_config: Any, last_idx: np.ndarray, resamples: j
   uniq, inv = np.unique(index, return_inverse=True)
   s_count = inputs["brain_vectors"].shape[0]
   y = inputs["brain_vectors"].reshape(-1, inputs["brain_vectors"].shape[-1])  # [S * R, P], row s * R + r
+  forms = partial_forms(stats_config)
   out = stats.bootstrap_partial(inputs["model_vectors"][uniq], y, np.stack(list(controls.values())), inputs["pairs"],
-                                resamples, n=len(brain.stimuli), batch_size=int(stats_config.batch_size))
+                                resamples, n=len(brain.stimuli), forms=forms, batch_size=int(stats_config.batch_size))
   v_idx = inv.reshape(len(rules), len(rois), len(seeds))[..., None]  # [Ru, R, Se, 1]
   k_idx = (np.arange(s_count)[None, :] * len(rois) + np.arange(len(rois))[:, None])[None, :, None, :]  # [1, R, 1, S]
   ci = float(stats_config.ci)
@@ -412,8 +426,8 @@ def _partial(inputs: dict, stats_config: Any, last_idx: np.ndarray, resamples: j
   for form, arr in out.items():
     vals = np.asarray(arr, np.float64)[:, :, v_idx, k_idx].mean(axis=(-2, -1))  # [B+1, C, Ru, R]
     for c_k, name in enumerate(controls):
-      cols[f"rho_partial_{name}" + ("" if form == "reference" else "_closed")] = vals[:, c_k]
-  cols["delta_pixel"] = cols["rho_partial_pixel"] - fin
+      cols[_partial_column(name, form)] = vals[:, c_k]
+  cols["delta_pixel"] = cols[_partial_column("pixel", forms[0])] - fin  # the first (shown) form
   flat = {}
   for name, v in cols.items():
     lo, hi = stats.percentile_ci(v[1:], ci)
@@ -590,7 +604,12 @@ def _conventions(run: dict, stats_config: Any, n_subjects: int, n_seeds: int) ->
           f"{FAMILIES[str(stats_config.family)][1]}; each resolution × pair-set section separately; the "
           f"`family` column of the CSVs names each test's family. α = {stats_config.alpha}.",
           "* Sign-flip p: exact over all 2^K seed sign assignments, one-sided in the direction of the observed "
-          "difference.", ""]
+          "difference.",
+          "* Partial RSA (pixel and luminance RDMs controlled): forms " + ", ".join(
+              f"`{f}`" for f in partial_forms(stats_config)) + " (`stats.partial_forms`; `closed` = Pearson r of "
+          "the rank residuals, the textbook partial Spearman; `reference` = Spearman of the residuals, the "
+          "reference implementation's, which re-sorts every residual on every resample and costs ~4x the rest "
+          "of the bootstrap on CPU).", ""]
 
 
 def _section_markdown(inputs: dict, result: dict, stats_config: Any, figures: list[str], primary: bool) -> list[str]:
@@ -661,13 +680,15 @@ def _section_markdown(inputs: dict, result: dict, stats_config: Any, figures: li
                    f"{r.share_of_resamples:.2f} |")
   pr = t["partial_rsa"]
   if len(pr):
-    lines += ["", "### Partial RSA (reference form [CI]; closed form in the CSV)", "",
+    forms = partial_forms(stats_config)
+    px, lum = _partial_column("pixel", forms[0]), _partial_column("luminance", forms[0])
+    other = f"; {', '.join(forms[1:])} form in the CSV" if len(forms) > 1 else ""
+    lines += ["", f"### Partial RSA ({forms[0]} form [CI]{other})", "",
               "| rule | ROI | ρ | ρ partial (pixel) | ρ partial (luminance) | partial (pixel) − ρ |",
               "|---|---|---|---|---|---|"]
     for _, r in pr.iterrows():
-      lines.append(f"| {r.rule} | {r.roi} | {_fmt(r.rho)} | {_fmt(r.rho_partial_pixel)} "
-                   f"{_ci(r.rho_partial_pixel_ci_low, r.rho_partial_pixel_ci_high)} | {_fmt(r.rho_partial_luminance)} "
-                   f"{_ci(r.rho_partial_luminance_ci_low, r.rho_partial_luminance_ci_high)} | {_fmt(r.delta_pixel, 4)} "
+      lines.append(f"| {r.rule} | {r.roi} | {_fmt(r.rho)} | {_fmt(r[px])} {_ci(r[px + '_ci_low'], r[px + '_ci_high'])} "
+                   f"| {_fmt(r[lum])} {_ci(r[lum + '_ci_low'], r[lum + '_ci_high'])} | {_fmt(r.delta_pixel, 4)} "
                    f"{_ci(r.delta_pixel_ci_low, r.delta_pixel_ci_high, 4)} |")
   lines += ["", "### Figures", ""] + [f"![{f}](figures/{f})" for f in figures] + [""]
   return lines

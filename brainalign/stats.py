@@ -804,24 +804,23 @@ def _wsum(a: jax.Array, b: jax.Array, w: jax.Array) -> jax.Array:
   return jnp.sum(a * b * w, axis=-1)
 
 
-def _partial_one(x_keys, y_keys, z_keys, w, forms):
+def _partial_one(rx, ry, rz, w, forms):
   """Partial Spearman of every x with every y given one control z, under pair weights w [P].
 
-  x_keys [V, P], y_keys [K, P], z_keys [P]: order keys. Returns {form: [V, K]}.
+  rx [V, P], ry [K, P], rz [P]: weighted mid-ranks minus their weighted mean (`_scores`), computed once per
+  resample and shared by every control. Returns {form: [V, K]}.
   """
   p = w.shape[0]
   ranks = lambda k: _scores(k, w, "spearman", p + 1)  # weighted mid-ranks minus their weighted mean  # noqa: E731
-  rz = ranks(z_keys[None])[0]
   zz = _wsum(rz, rz, w)
 
-  def residual(k):
-    r = ranks(k)
+  def residual(r):
     e = r - (_wsum(r, rz, w) / zz)[:, None] * rz  # weighted least squares on the centred control ranks
     dead = _wsum(e, e, w) < 1e-8 * _wsum(r, r, w)  # the control explains the ranks completely: undefined
     return e, dead
 
-  ex, x_dead = residual(x_keys)
-  ey, y_dead = residual(y_keys)
+  ex, x_dead = residual(rx)
+  ey, y_dead = residual(ry)
   dead = x_dead[:, None] | y_dead[None, :]
   out = {}
   for form in forms:
@@ -837,6 +836,7 @@ def _partial_one(x_keys, y_keys, z_keys, w, forms):
 @functools.partial(jax.jit, static_argnames=("forms", "batch_size"))
 def _bootstrap_partial(model_vectors, brain_vectors, controls, i, j, resamples, *, forms, batch_size):
   n = resamples.shape[1]
+  p = i.shape[0]
   x_keys, x_bad = _prepare_vectors(model_vectors, "spearman")
   y_keys, y_bad = _prepare_vectors(brain_vectors, "spearman")
   z_keys, z_bad = _prepare_vectors(controls, "spearman")
@@ -844,7 +844,8 @@ def _bootstrap_partial(model_vectors, brain_vectors, controls, i, j, resamples, 
   def one(idx):  # [n] stimulus indices of one resample -> {form: [C, V, K]}
     counts = jnp.zeros(n, jnp.float32).at[idx].add(1.0)
     w = counts[i] * counts[j]
-    return lax.map(lambda z: _partial_one(x_keys, y_keys, z, w, forms), z_keys)
+    rx, ry, rz = (_scores(k, w, "spearman", p + 1) for k in (x_keys, y_keys, z_keys))
+    return lax.map(lambda z: _partial_one(rx, ry, z, w, forms), rz)
 
   out = lax.map(one, resamples, batch_size=batch_size)
   bad = z_bad[:, None, None] | x_bad[None, :, None] | y_bad[None, None, :]

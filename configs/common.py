@@ -145,6 +145,10 @@ def base_config() -> ml_collections.ConfigDict:
       resolution=0,                         # px of the report; 0 = the highest evaluated resolution
       pairs="auto",                         # pair set; "auto" = "cross_run" if evaluated, else "all"
       rdm_epoch=-1,                         # checkpoint of the RDM heatmaps; -1 = last milestone
+      # partial RSA forms, bootstrapped; the first is shown in report.md: "reference" (Spearman of the rank
+      # residuals, the reference code's; re-sorts every residual per resample: ~4x the rest of the bootstrap
+      # on CPU) | "closed" (Pearson of the rank residuals, the textbook partial Spearman)
+      partial_forms=("reference", "closed"),
       # fixed layer per ROI: the study's Conv1->V1, Conv1->V2, Conv3->LOC, FC1->IT (study.md §3.4); V3 and hV4,
       # which P1 did not map, go to conv2 (the intermediate stage between conv1 and conv3)
       layer_for_roi=ml_collections.ConfigDict(dict(
@@ -174,6 +178,7 @@ def shrink_for_tests(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.eval.resolutions = (32, 64)
   c.eval.batch_size = 16
   c.stats.bootstrap_samples = 20
+  c.stats.partial_forms = ("reference", "closed")   # every code path of the report
   c.brain.simulation.update(dict(
       n_stimuli=40, n_runs=4, n_test_concepts=4,
       roi_sizes=(("V1", 24), ("V2", 20), ("V3", 18), ("hV4", 16), ("lLOC", 10), ("rLOC", 8), ("IT", 30)),

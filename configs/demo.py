@@ -30,6 +30,11 @@ def get_config(arg: str = ""):
   c.brain.source = "simulated"
   c.eval.resolutions = (32, 64)
   c.eval.pair_sets = ("all", "cross_run")
+  # the report (main.py --mode=report) on 2 CPU cores: 4 sections (2 resolutions x 2 pair sets) x 156 model
+  # RDMs; B = 100 resamples and the closed-form partial RSA only keep it to minutes (README.md gives the time).
+  # The study: 1,000 resamples (configs/paper.py) and both partial forms.
+  c.stats.bootstrap_samples = 100
+  c.stats.partial_forms = ("closed",)
   if "tiny" in common.parse_arg(arg):
     common.shrink_for_tests(c)
   return c

@@ -160,6 +160,10 @@ def test_partial_rsa_has_bootstrap_cis_and_matches_numpy(reported):
   want = np.mean([[scipy.stats.spearmanr(resid(scipy.spatial.distance.pdist(x, "correlation")), resid(s))[0]
                    for s in subj] for x in feats])
   assert row.rho_partial_pixel == pytest.approx(want, abs=5e-5)
+  want_closed = np.mean([[scipy.stats.pearsonr(resid(scipy.spatial.distance.pdist(x, "correlation")), resid(s))[0]
+                          for s in subj] for x in feats])  # the textbook form: Pearson r of the rank residuals
+  assert row.rho_partial_pixel_closed == pytest.approx(want_closed, abs=5e-5)
+  assert (pr.rho_partial_pixel_closed_ci_low <= pr.rho_partial_pixel_closed_ci_high).all()
 
 
 def test_noise_ceiling_matches_rsatoolbox(reported):
