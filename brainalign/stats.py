@@ -23,7 +23,9 @@ statistic is the *weighted* statistic over the original pairs (of the chosen pai
 weights w = c_i c_j (0 = not drawn). Ranks of the expanded vector are weighted mid-ranks,
     rank(v) = sum_{u < v} w_u + (sum_{u = v} w_u + 1) / 2,
 computed per vector with one scatter-add into a histogram over fixed integer order keys, a cumsum and a
-gather: O(P) per resample, no sort, shapes fixed. This is exactly equal to scoring the explicitly
+gather: O(P) per resample, no sort, shapes fixed. From `PLAN_MIN_RESAMPLES` resamples on, each vector is
+sorted once up front (`_rank_plan`) and a resample ranks it with gathers and one prefix sum instead (no
+scatter; ~1.25x faster per resample on CPU, identical ranks). This is exactly equal to scoring the explicitly
 resampled RDMs (tested against a NumPy loop and against rsatoolbox's subsample_pattern + compare).
 
 Noise ceilings (Nili et al. 2014; rsatoolbox `boot_noise_ceiling`): lower = mean_s compare(RDM_s,
