@@ -149,15 +149,16 @@ def _scores(data: jax.Array, w: jax.Array, method: str, nbins: int) -> jax.Array
   data: `_prepare_vectors` output [..., P] (ranked comparators: int keys in [0, nbins), or their
   `_rank_plan`) -> float [..., P].
   """
-  if method in _RANKED and isinstance(data, tuple):  # rank plans
-    shape = data[0].shape
-    flat = tuple(a.reshape(-1, shape[-1]) for a in data)
-    r = lax.map(lambda plan: _planned_ranks(plan, w), flat).reshape(shape)
-    return r - (jnp.sum(w) + 1.0) / 2.0
   if method in _RANKED:
-    flat = data.reshape(-1, data.shape[-1])
     # one vector at a time: a vmapped scatter-add is ~10x slower on the XLA CPU backend
-    r = lax.map(lambda k: _weighted_ranks(k, w, nbins), flat).reshape(data.shape)
+    if isinstance(data, tuple):  # rank plans
+      shape = data[0].shape
+      rank_one = lambda plan: _planned_ranks(plan, w)  # noqa: E731
+    else:
+      shape = data.shape
+      rank_one = lambda k: _weighted_ranks(k, w, nbins)  # noqa: E731
+    flat = jax.tree.map(lambda a: a.reshape(-1, shape[-1]), data)
+    r = lax.map(rank_one, flat).reshape(shape)
     return r - (jnp.sum(w) + 1.0) / 2.0  # mean of ranks 1..W
   if method == "corr":
     return _wcentre(data, w)
