@@ -38,10 +38,9 @@ from scipy.spatial.distance import pdist
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
+import jax
 
-from brainalign import rsa  # noqa: E402
+from brainalign import rsa
 
 N_STIMULI = 720
 SEEDS, EPOCHS = 5, 8
@@ -83,7 +82,8 @@ def time_brainalign(features, brain, reps):
   rank_warm = time.perf_counter() - t
   compile_events = []  # trace + lowering + XLA compile durations reported by JAX during the first call
   jax.monitoring.register_event_duration_secs_listener(
-      lambda event, secs, **_: compile_events.append(secs) if event.startswith("/jax/core/compile/") else None)
+    lambda event, secs, **_: compile_events.append(secs) if event.startswith("/jax/core/compile/") else None
+  )
   t = time.perf_counter()
   rho = rsa.rsa_grid(feats, ranks, pairs).block_until_ready()
   first = time.perf_counter() - t
@@ -94,9 +94,15 @@ def time_brainalign(features, brain, reps):
     rho = rsa.rsa_grid(feats, ranks, pairs).block_until_ready()
     warm.append(time.perf_counter() - t)
     warm_cpu.append(time.process_time() - c)
-  times = dict(rank_brain_first=rank_first, rank_brain_warm=rank_warm, first_call=first, compile=compile_secs,
-               warm_median=float(np.median(warm)), warm_min=min(warm),
-               warm_cpu_median=float(np.median(warm_cpu)))
+  times = dict(
+    rank_brain_first=rank_first,
+    rank_brain_warm=rank_warm,
+    first_call=first,
+    compile=compile_secs,
+    warm_median=float(np.median(warm)),
+    warm_min=min(warm),
+    warm_cpu_median=float(np.median(warm_cpu)),
+  )
   return np.asarray(jax.device_get(rho)), times
 
 
@@ -121,12 +127,13 @@ def time_scipy_loop(features, brain, k):
 
 def time_rsatoolbox(features, brain, k, batched):
   """(c): rho [k, L, R, S] for the first k cells via rsatoolbox, and the time taken (s)."""
-  import rsatoolbox  # pylint: disable=import-outside-toplevel
+  import rsatoolbox
 
   out = np.empty((k, len(WIDTHS), ROIS, SUBJECTS))
   t = time.perf_counter()
-  brain_rdms = rsatoolbox.rdm.RDMs(brain.reshape(SUBJECTS * ROIS, -1).astype(np.float64),
-                                   dissimilarity_measure="correlation")  # row = s * ROIS + r
+  brain_rdms = rsatoolbox.rdm.RDMs(
+    brain.reshape(SUBJECTS * ROIS, -1).astype(np.float64), dissimilarity_measure="correlation"
+  )  # row = s * ROIS + r
   models = []
   for c, (s_, e) in enumerate(cells(k)):
     for l, f in enumerate(features):
@@ -156,8 +163,12 @@ def cpu_model():
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--fraction", type=float, default=0.1,
-                      help="share of the 40 (seed, epoch) cells timed for the SciPy/rsatoolbox loops (extrapolated)")
+  parser.add_argument(
+    "--fraction",
+    type=float,
+    default=0.1,
+    help="share of the 40 (seed, epoch) cells timed for the SciPy/rsatoolbox loops (extrapolated)",
+  )
   parser.add_argument("--reps", type=int, default=3, help="warm brainalign calls (median reported)")
   parser.add_argument("--seed", type=int, default=0, help="numpy seed of the random inputs")
   parser.add_argument("--skip-rsatoolbox", action="store_true")
@@ -170,15 +181,19 @@ def main():
   print(f"date={datetime.datetime.now().isoformat(timespec='seconds')}")
   print(f"machine={cpu_model()} cpus={os.cpu_count()} load_avg_1min={os.getloadavg()[0]:.2f}")
   print(f"jax={jax.__version__} backend={jax.default_backend()} numpy={np.__version__} scipy={scipy.__version__}")
-  print(f"grid: n={N_STIMULI} pairs={pairs} seeds={SEEDS} epochs={EPOCHS} widths={WIDTHS} rois={ROIS} "
-        f"subjects={SUBJECTS} -> {n_cells * len(WIDTHS) * ROIS * SUBJECTS} rho values")
+  print(
+    f"grid: n={N_STIMULI} pairs={pairs} seeds={SEEDS} epochs={EPOCHS} widths={WIDTHS} rois={ROIS} "
+    f"subjects={SUBJECTS} -> {n_cells * len(WIDTHS) * ROIS * SUBJECTS} rho values"
+  )
 
   features, brain = make_inputs(args.seed)
 
   rho_a, t_a = time_brainalign(features, brain, args.reps)
-  print(f"(a) brainalign: rank_brain first={t_a['rank_brain_first']:.3f}s warm={t_a['rank_brain_warm']:.3f}s (once per "
-        f"brain); rsa_grid first call={t_a['first_call']:.2f}s (trace+compile {t_a['compile']:.2f}s), warm "
-        f"median={t_a['warm_median']:.3f}s min={t_a['warm_min']:.3f}s over {args.reps} calls")
+  print(
+    f"(a) brainalign: rank_brain first={t_a['rank_brain_first']:.3f}s warm={t_a['rank_brain_warm']:.3f}s (once per "
+    f"brain); rsa_grid first call={t_a['first_call']:.2f}s (trace+compile {t_a['compile']:.2f}s), warm "
+    f"median={t_a['warm_median']:.3f}s min={t_a['warm_min']:.3f}s over {args.reps} calls"
+  )
   sub_a = rho_a.reshape(n_cells, *rho_a.shape[2:])[:k]  # [k, L, R, S]
   n_nan = int(np.isnan(rho_a).sum())
   print(f"(a) rho shape={rho_a.shape} nan={n_nan} range=[{np.nanmin(rho_a):.4f}, {np.nanmax(rho_a):.4f}]")
@@ -194,26 +209,35 @@ def main():
     print("(c) rsatoolbox: skipped (--skip-rsatoolbox)")
   else:
     try:
-      import rsatoolbox  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+      import rsatoolbox  # noqa: F401
     except ImportError:
       print("(c) rsatoolbox: not installed, skipped (pip install -r bench/requirements.txt)")
     else:
       rho_c, t_c = time_rsatoolbox(features, brain, k, batched=False)
       full_c = t_c * scale
-      print(f"(c) rsatoolbox, compare(model_rdm, brain_rdms) per model: {t_c:.2f}s measured -> {full_c:.1f}s full grid{note}")
-      print(f"max_abs_diff(a, c)={np.max(np.abs(sub_a - rho_c)):.2e} max_abs_diff(b, c)={np.max(np.abs(rho_b - rho_c)):.2e}")
+      print(
+        f"(c) rsatoolbox, compare(model_rdm, brain_rdms) per model: {t_c:.2f}s measured -> "
+        f"{full_c:.1f}s full grid{note}"
+      )
+      print(
+        f"max_abs_diff(a, c)={np.max(np.abs(sub_a - rho_c)):.2e} max_abs_diff(b, c)={np.max(np.abs(rho_b - rho_c)):.2e}"
+      )
       rho_cb, t_cb = time_rsatoolbox(features, brain, k, batched=True)
       full_cb = t_cb * scale
-      print(f"(c') rsatoolbox, all model RDMs in one compare call (each ranked once): {t_cb:.2f}s measured -> "
-            f"{full_cb:.1f}s full grid{note}; max_abs_diff(a, c')={np.max(np.abs(sub_a - rho_cb)):.2e}")
+      print(
+        f"(c') rsatoolbox, all model RDMs in one compare call (each ranked once): {t_cb:.2f}s measured -> "
+        f"{full_cb:.1f}s full grid{note}; max_abs_diff(a, c')={np.max(np.abs(sub_a - rho_cb)):.2e}"
+      )
       speedup_tbx = full_c / t_a["warm_median"]
       print(f"speedup_vs_rsatoolbox_one_call={full_cb / t_a['warm_median']:.1f}")
 
   warm_plus_brain = t_a["warm_median"] + t_a["rank_brain_warm"]
   print(f"speedup_vs_scipy_loop_incl_rank_brain={full_b / warm_plus_brain:.1f}")
   # CPU time is less sensitive to other processes on a shared machine than wall time.
-  print(f"cpu_time_ratio_vs_scipy_loop={cpu_b * scale / t_a['warm_cpu_median']:.1f} "
-        f"(brainalign warm call used {t_a['warm_cpu_median']:.2f}s CPU for {t_a['warm_median']:.2f}s wall)")
+  print(
+    f"cpu_time_ratio_vs_scipy_loop={cpu_b * scale / t_a['warm_cpu_median']:.1f} "
+    f"(brainalign warm call used {t_a['warm_cpu_median']:.2f}s CPU for {t_a['warm_median']:.2f}s wall)"
+  )
   if speedup_tbx is not None:
     print(f"speedup_vs_rsatoolbox={speedup_tbx:.1f}")
   print(f"speedup_vs_scipy_loop={full_b / t_a['warm_median']:.1f}")

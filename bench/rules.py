@@ -14,6 +14,7 @@ cases; the median block time per step is reported, and
 
 Targets (issue 3): pc (T inference steps) <= T + 1, stdp <= 3.
 """
+
 import argparse
 import datetime
 import functools
@@ -46,22 +47,29 @@ def make_case(name: str, variant: str | None, seeds, steps: int, diagnostics: bo
   for sub in (rc, rc.get(variant) if variant else None):
     if sub is not None and "diagnostics" in sub:
       sub.diagnostics = diagnostics
-  model = models.create_model(config.model, conv_init=rc.conv_init, conv_bias=rc.conv_bias,
-                              pre_bn_relu=rc.pre_bn_relu)
+  model = models.create_model(config.model, conv_init=rc.conv_init, conv_bias=rc.conv_bias, pre_bn_relu=rc.pre_bn_relu)
   spe = NUM_TRAIN // BATCH
   rule = rules.create(name, model, rc, steps_per_epoch=spe)
-  step = train.make_train_step(model, rule, batch_size=BATCH, steps_per_epoch=spe,
-                               mean=np.asarray(training_sets.CIFAR10_MEAN, np.float32),
-                               std=np.asarray(training_sets.CIFAR10_STD, np.float32),
-                               pad=config.train.augment_pad, flip=config.train.augment_flip)
+  step = train.make_train_step(
+    model,
+    rule,
+    batch_size=BATCH,
+    steps_per_epoch=spe,
+    mean=np.asarray(training_sets.CIFAR10_MEAN, np.float32),
+    std=np.asarray(training_sets.CIFAR10_STD, np.float32),
+    pad=config.train.augment_pad,
+    flip=config.train.augment_flip,
+  )
   run = train.make_epoch_runner(step, steps_per_epoch=steps, driver=config.train.epoch_driver)
-  init = jax.jit(jax.vmap(functools.partial(train.create_train_state, model=model, rule=rule,
-                                            image_shape=(SIZE, SIZE, 3))))
+  init = jax.jit(
+    jax.vmap(functools.partial(train.create_train_state, model=model, rule=rule, image_shape=(SIZE, SIZE, 3)))
+  )
   box = [init(jnp.asarray(train.seed_key_data(seeds)))]
 
   def block(images, labels):
     box[0], _ = run(box[0], images, labels)
     jax.block_until_ready(box[0])
+
   return block
 
 
@@ -74,22 +82,25 @@ def main():
   p.add_argument("--variants", default="reference,standard,dfa", help="those a rule does not have are skipped")
   p.add_argument("--diagnostics", action="store_true", help="time the rules with their diagnostics on")
   args = p.parse_args()
-  seeds = list(common.STUDY_SEEDS[:args.seeds])
+  seeds = list(common.STUDY_SEEDS[: args.seeds])
   print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}")
-  print(f"jax {jax.__version__}, backend {jax.default_backend()}, device {jax.devices()[0].device_kind}, "
-        f"{os.cpu_count()} cpus, python {platform.python_version()}; batch {BATCH}, seeds {len(seeds)}, "
-        f"{args.steps} steps/block, {args.reps} reps, diagnostics {'on' if args.diagnostics else 'off'}, "
-        f"conv_impl {models.resolve_conv_impl('auto')}, driver {train.resolve_driver('auto')}, "
-        f"load {os.getloadavg()[0]:.2f}")
+  print(
+    f"jax {jax.__version__}, backend {jax.default_backend()}, device {jax.devices()[0].device_kind}, "
+    f"{os.cpu_count()} cpus, python {platform.python_version()}; batch {BATCH}, seeds {len(seeds)}, "
+    f"{args.steps} steps/block, {args.reps} reps, diagnostics {'on' if args.diagnostics else 'off'}, "
+    f"conv_impl {models.resolve_conv_impl('auto')}, driver {train.resolve_driver('auto')}, "
+    f"load {os.getloadavg()[0]:.2f}"
+  )
   rng = np.random.default_rng(0)
   images = jax.device_put(rng.integers(0, 256, (NUM_TRAIN, SIZE, SIZE, 3), dtype=np.uint8))
   labels = jax.device_put(rng.integers(0, 10, NUM_TRAIN).astype(np.int32))
   cases = {}
   for name in [r for r in args.rules.split(",") if r]:
     valid = VARIANTS.get(name, ())
-    for variant in ([None] if name == "bp" else [v for v in args.variants.split(",") if v in valid]):
-      cases[name if variant is None else f"{name}/{variant}"] = make_case(name, variant, seeds, args.steps,
-                                                                          args.diagnostics)
+    for variant in [None] if name == "bp" else [v for v in args.variants.split(",") if v in valid]:
+      cases[name if variant is None else f"{name}/{variant}"] = make_case(
+        name, variant, seeds, args.steps, args.diagnostics
+      )
   if "bp" not in cases:
     cases = {"bp": make_case("bp", None, seeds, args.steps, args.diagnostics), **cases}
   for name, fn in cases.items():
@@ -102,10 +113,12 @@ def main():
       t = time.perf_counter()
       fn(images, labels)
       times[name].append((time.perf_counter() - t) / args.steps)
-    print(f"  rep {r + 1}/{args.reps}: " + ", ".join(f"{k} {v[-1] * 1e3:.0f}" for k, v in times.items())
-          + " ms/step", flush=True)
+    print(
+      f"  rep {r + 1}/{args.reps}: " + ", ".join(f"{k} {v[-1] * 1e3:.0f}" for k, v in times.items()) + " ms/step",
+      flush=True,
+    )
   med = {k: statistics.median(v) for k, v in times.items()}
-  print(f"\nmedian s/step: " + ", ".join(f"{k} {v:.3f}" for k, v in med.items()))
+  print("\nmedian s/step: " + ", ".join(f"{k} {v:.3f}" for k, v in med.items()))
   for name in cases:
     if name != "bp":
       print(f"step_cost_vs_bp[{name}]={med[name] / med['bp']:.3f}")

@@ -20,6 +20,7 @@ use the ranking of a 1,000-resample call (`rank_plan=True`). The default runs th
 
 The last line is `speedup_vs_rsatoolbox=<ratio>` (brainalign's 1,000 resamples vs extrapolated rsatoolbox).
 """
+
 import argparse
 import datetime
 import os
@@ -31,9 +32,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import jax  # noqa: E402
+import jax
 
-from brainalign import rsa, stats  # noqa: E402
+from brainalign import rsa, stats
 
 N_STIMULI = 720
 MODELS = 5 * 8 * 4  # seeds x milestones x layers
@@ -76,7 +77,8 @@ def time_rsatoolbox(model, brain, samples):
   from rsatoolbox.inference import eval_bootstrap_pattern
   from rsatoolbox.model import ModelFixed
   from rsatoolbox.rdm import RDMs
-  models = [ModelFixed(f"m{k}", RDMs(model[k:k + 1].astype(np.float64))) for k in range(len(model))]
+
+  models = [ModelFixed(f"m{k}", RDMs(model[k : k + 1].astype(np.float64))) for k in range(len(model))]
   data = RDMs(brain[:, 0].astype(np.float64))
   np.random.seed(0)
   t = time.perf_counter()
@@ -86,21 +88,35 @@ def time_rsatoolbox(model, brain, samples):
 
 def main():
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  ap.add_argument("--samples", type=int, default=FULL_SAMPLES,
-                  help="brainalign resamples; below 1,000: two calls, extrapolated to 1,000 (stated)")
-  ap.add_argument("--rsa-samples", type=int, default=2,
-                  help="rsatoolbox resamples for one ROI (extrapolated); 0 skips rsatoolbox (no ratio)")
+  ap.add_argument(
+    "--samples",
+    type=int,
+    default=FULL_SAMPLES,
+    help="brainalign resamples; below 1,000: two calls, extrapolated to 1,000 (stated)",
+  )
+  ap.add_argument(
+    "--rsa-samples",
+    type=int,
+    default=2,
+    help="rsatoolbox resamples for one ROI (extrapolated); 0 skips rsatoolbox (no ratio)",
+  )
   args = ap.parse_args()
-  print(f"date {datetime.date.today()}  machine {platform.machine()} {platform.processor() or ''}  "
-        f"cpus {os.cpu_count()}  jax {jax.__version__} backend {jax.default_backend()}")
-  print(f"grid: {N_STIMULI} stimuli ({N_STIMULI * (N_STIMULI - 1) // 2} pairs), {MODELS} model RDMs x {ROIS} ROIs x "
-        f"{SUBJECTS} subjects, spearman, noise ceiling on every resample")
+  print(
+    f"date {datetime.date.today()}  machine {platform.machine()} {platform.processor() or ''}  "
+    f"cpus {os.cpu_count()}  jax {jax.__version__} backend {jax.default_backend()}"
+  )
+  print(
+    f"grid: {N_STIMULI} stimuli ({N_STIMULI * (N_STIMULI - 1) // 2} pairs), {MODELS} model RDMs x {ROIS} ROIs x "
+    f"{SUBJECTS} subjects, spearman, noise ceiling on every resample"
+  )
   model, brain = make_inputs(0)
   if args.samples >= FULL_SAMPLES:  # one call, compile included (conservative: compiling takes ~10-60 s)
     first, _, out = time_brainalign(model, brain, args.samples, warm_call=False)
     ours = first * FULL_SAMPLES / args.samples
-    print(f"brainalign: {first:.1f} s for {args.samples} resamples in ONE call, compile included; "
-          f"rho grid {tuple(out['rho'].shape)}")
+    print(
+      f"brainalign: {first:.1f} s for {args.samples} resamples in ONE call, compile included; "
+      f"rho grid {tuple(out['rho'].shape)}"
+    )
   else:
     first, warm, out = time_brainalign(model, brain, args.samples)
     small = max(1, args.samples // 4)
@@ -108,18 +124,22 @@ def main():
     per = (warm - warm_small) / (args.samples - small)
     fixed = max(warm - per * args.samples, 0.0)
     ours = fixed + per * FULL_SAMPLES
-    print(f"brainalign: first call (compile + run) {first:.1f} s; warm calls {warm_small:.1f} s ({small} "
-          f"resamples) and {warm:.1f} s ({args.samples}) -> {per:.2f} s per resample + {fixed:.1f} s once -> "
-          f"{ours:.0f} s for {FULL_SAMPLES} resamples (extrapolated; run without --samples for the full call); "
-          f"rho grid {tuple(out['rho'].shape)}")
+    print(
+      f"brainalign: first call (compile + run) {first:.1f} s; warm calls {warm_small:.1f} s ({small} "
+      f"resamples) and {warm:.1f} s ({args.samples}) -> {per:.2f} s per resample + {fixed:.1f} s once -> "
+      f"{ours:.0f} s for {FULL_SAMPLES} resamples (extrapolated; run without --samples for the full call); "
+      f"rho grid {tuple(out['rho'].shape)}"
+    )
   if args.rsa_samples <= 0:
     print("rsatoolbox skipped (--rsa-samples 0)")
     print("speedup_vs_rsatoolbox=n/a")
     return
   t_rsa = time_rsatoolbox(model, brain, args.rsa_samples)
   theirs = t_rsa * ROIS * FULL_SAMPLES / args.rsa_samples
-  print(f"rsatoolbox eval_bootstrap_pattern: {t_rsa:.1f} s for {args.rsa_samples} resamples of 1 ROI -> "
-        f"{theirs:.0f} s ({theirs / 3600:.1f} h) extrapolated to {ROIS} ROIs x {FULL_SAMPLES} resamples")
+  print(
+    f"rsatoolbox eval_bootstrap_pattern: {t_rsa:.1f} s for {args.rsa_samples} resamples of 1 ROI -> "
+    f"{theirs:.0f} s ({theirs / 3600:.1f} h) extrapolated to {ROIS} ROIs x {FULL_SAMPLES} resamples"
+  )
   print(f"speedup_vs_rsatoolbox={theirs / ours:.1f}")
 
 

@@ -32,6 +32,7 @@ the same interleaved repetitions as a BP case built the same way, printed as ste
 
 The last line is vmap_speedup = (S in turn) / (S vmapped) for the "auto" conv implementation.
 """
+
 import argparse
 import datetime
 import functools
@@ -71,8 +72,11 @@ def cpu_model() -> str:
   return platform.processor() or "unknown"
 
 
-_COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
-                   "/jax/core/compile/backend_compile_duration")
+_COMPILE_EVENTS = (
+  "/jax/core/compile/jaxpr_trace_duration",
+  "/jax/core/compile/jaxpr_to_mlir_module_duration",
+  "/jax/core/compile/backend_compile_duration",
+)
 _compile_s = [0.0]
 
 
@@ -108,15 +112,28 @@ class JaxCase:
     rule = rules.create("bp", self.model, rc, steps_per_epoch=steps_per_epoch)
     mean = np.asarray(training_sets.CIFAR10_MEAN, np.float32)
     std = np.asarray(training_sets.CIFAR10_STD, np.float32)
-    step = train.make_train_step(self.model, rule, batch_size=BATCH, steps_per_epoch=steps_per_epoch,
-                                 mean=mean, std=std, pad=config.train.augment_pad, flip=config.train.augment_flip)
+    step = train.make_train_step(
+      self.model,
+      rule,
+      batch_size=BATCH,
+      steps_per_epoch=steps_per_epoch,
+      mean=mean,
+      std=std,
+      pad=config.train.augment_pad,
+      flip=config.train.augment_flip,
+    )
     # one runner serves every state size (jit specialises on the [S] axis)
     self.run = train.make_epoch_runner(step, steps_per_epoch=steps, driver=config.train.epoch_driver)
-    init = jax.jit(jax.vmap(functools.partial(train.create_train_state, model=self.model, rule=rule,
-                                              image_shape=(IMAGE_SIZE, IMAGE_SIZE, 3))))
+    init = jax.jit(
+      jax.vmap(
+        functools.partial(
+          train.create_train_state, model=self.model, rule=rule, image_shape=(IMAGE_SIZE, IMAGE_SIZE, 3)
+        )
+      )
+    )
     keys = jnp.asarray(train.seed_key_data(seeds))
-    self.vstate = init(keys)                                         # [S, ...]
-    self.singles = [init(keys[i:i + 1]) for i in range(len(seeds))]  # S x [1, ...]
+    self.vstate = init(keys)  # [S, ...]
+    self.singles = [init(keys[i : i + 1]) for i in range(len(seeds))]  # S x [1, ...]
     self.images, self.labels = images, labels
 
   def one(self):
@@ -144,23 +161,35 @@ class TorchCase:
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
+
     self.torch, self.F, self.steps = torch, F, steps
     torch.set_num_threads(os.cpu_count())
     self.device = torch.device("cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
     self.gen = torch.Generator(device=self.device).manual_seed(0)
     dev = self.device
-    self.data = torch.from_numpy(images_u8).permute(0, 3, 1, 2).contiguous().to(dev)   # [N, 3, H, W] uint8
+    self.data = torch.from_numpy(images_u8).permute(0, 3, 1, 2).contiguous().to(dev)  # [N, 3, H, W] uint8
     self.labels = torch.from_numpy(labels.astype(np.int64)).to(dev)
     self.mean = torch.tensor(training_sets.CIFAR10_MEAN, device=dev).view(1, 3, 1, 1)
     self.std = torch.tensor(training_sets.CIFAR10_STD, device=dev).view(1, 3, 1, 1)
     layers, cin = [], 3
     for width in (32, 64, 128):
-      layers += [nn.Conv2d(cin, width, 3, padding=1, bias=False), nn.BatchNorm2d(width, eps=1e-5, momentum=0.1),
-                 nn.ReLU(), nn.MaxPool2d(2)]
+      layers += [
+        nn.Conv2d(cin, width, 3, padding=1, bias=False),
+        nn.BatchNorm2d(width, eps=1e-5, momentum=0.1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+      ]
       cin = width
-    self.net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(2048, 512), nn.ReLU(),
-                             nn.Dropout(0.3), nn.Linear(512, 10)).to(dev)
+    self.net = nn.Sequential(
+      *layers,
+      nn.AdaptiveAvgPool2d(4),
+      nn.Flatten(),
+      nn.Linear(2048, 512),
+      nn.ReLU(),
+      nn.Dropout(0.3),
+      nn.Linear(512, 10),
+    ).to(dev)
     self.net.train()
     self.opt = torch.optim.Adam(self.net.parameters(), lr=1e-3, weight_decay=1e-4)
     self.steps_per_epoch = NUM_TRAIN // BATCH
@@ -174,12 +203,12 @@ class TorchCase:
     j = self.i % self.steps_per_epoch
     if j == 0:
       self.perm = torch.randperm(NUM_TRAIN, generator=self.gen, device=self.device)
-    idx = self.perm[j * BATCH:(j + 1) * BATCH]
-    x = F.pad(self.data[idx].float() / 255.0, (4, 4, 4, 4))                      # black padding, as torchvision
+    idx = self.perm[j * BATCH : (j + 1) * BATCH]
+    x = F.pad(self.data[idx].float() / 255.0, (4, 4, 4, 4))  # black padding, as torchvision
     off = torch.randint(0, 9, (BATCH, 2), generator=self.gen, device=self.device)
     rows = (off[:, :1] + self.arange)[:, None, :, None]
     cols = (off[:, 1:] + self.arange)[:, None, None, :]
-    x = x[self.bidx, self.cidx, rows, cols]                                       # random 32x32 crops
+    x = x[self.bidx, self.cidx, rows, cols]  # random 32x32 crops
     flip = torch.rand(BATCH, generator=self.gen, device=self.device) < 0.5
     x = torch.where(flip[:, None, None, None], x.flip(3), x)
     x = (x - self.mean) / self.std
@@ -194,7 +223,7 @@ class TorchCase:
   def block(self):
     for _ in range(self.steps):
       loss = self._step()
-    loss.item()                                          # waits for the device (and the host) to finish
+    loss.item()  # waits for the device (and the host) to finish
     if self.device.type == "cuda":
       self.torch.cuda.synchronize()
 
@@ -206,26 +235,36 @@ def main():
   p.add_argument("--seeds", type=int, default=5, help="seeds vmapped / run in turn")
   p.add_argument("--impls", default="im2col,xla", help="conv implementations to time (comma-separated)")
   p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
-  p.add_argument("--rules", default="fa,pc,stdp",
-                 help="rules (rule or rule/variant) timed against BP: step_cost_vs_bp lines; '' = none")
-  p.add_argument("--malloc-hugetlb", action="store_true",
-                 help="re-run this script with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (transparent huge pages for "
-                      "malloc'd memory: removes most page faults of XLA's per-call temp buffers; glibc >= 2.35)")
+  p.add_argument(
+    "--rules",
+    default="fa,pc,stdp",
+    help="rules (rule or rule/variant) timed against BP: step_cost_vs_bp lines; '' = none",
+  )
+  p.add_argument(
+    "--malloc-hugetlb",
+    action="store_true",
+    help="re-run this script with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (transparent huge pages for "
+    "malloc'd memory: removes most page faults of XLA's per-call temp buffers; glibc >= 2.35)",
+  )
   args = p.parse_args()
   if args.malloc_hugetlb and "glibc.malloc.hugetlb" not in os.environ.get("GLIBC_TUNABLES", ""):
     tun = ":".join(filter(None, [os.environ.get("GLIBC_TUNABLES", ""), "glibc.malloc.hugetlb=1"]))
     os.execve(sys.executable, [sys.executable] + sys.argv, dict(os.environ, GLIBC_TUNABLES=tun))
   impls = [s for s in args.impls.split(",") if s]
   auto = models.resolve_conv_impl("auto")
-  seeds = list(common.STUDY_SEEDS[:args.seeds]) + list(range(1000, 1000 + max(0, args.seeds - 5)))
+  seeds = list(common.STUDY_SEEDS[: args.seeds]) + list(range(1000, 1000 + max(0, args.seeds - 5)))
   S, n = args.seeds, args.steps
 
-  print(f"date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}")
-  print(f"jax {jax.__version__}, backend {jax.default_backend()}, device {jax.devices()[0].device_kind} "
-        f"({jax.devices()[0]}), cpu {cpu_model()} x {os.cpu_count()}, python {platform.python_version()}")
-  print(f"batch {BATCH}, {NUM_TRAIN} uint8 {IMAGE_SIZE}px images on the device, seeds {S}, "
-        f"{n} steps/block, {args.reps} reps; conv_impl 'auto' -> {auto!r}; "
-        f"epoch driver 'auto' -> {train.resolve_driver('auto')!r}; load avg {os.getloadavg()[0]:.2f}")
+  print(f"date: {datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}")
+  print(
+    f"jax {jax.__version__}, backend {jax.default_backend()}, device {jax.devices()[0].device_kind} "
+    f"({jax.devices()[0]}), cpu {cpu_model()} x {os.cpu_count()}, python {platform.python_version()}"
+  )
+  print(
+    f"batch {BATCH}, {NUM_TRAIN} uint8 {IMAGE_SIZE}px images on the device, seeds {S}, "
+    f"{n} steps/block, {args.reps} reps; conv_impl 'auto' -> {auto!r}; "
+    f"epoch driver 'auto' -> {train.resolve_driver('auto')!r}; load avg {os.getloadavg()[0]:.2f}"
+  )
   print(f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r} XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
 
   rng = np.random.default_rng(0)
@@ -242,6 +281,7 @@ def main():
   if not args.no_torch:
     try:
       import torch
+
       if jax.default_backend() == "gpu" and not torch.cuda.is_available():
         print("torch: installed without CUDA; comparison skipped on this GPU backend")
       else:
@@ -252,49 +292,63 @@ def main():
       print("torch: not importable; comparison skipped")
 
   rule_names = [r for r in args.rules.split(",") if r]
-  if rule_names:                            # bench/rules.py builds each rule's step exactly as the pipeline does
+  if rule_names:  # bench/rules.py builds each rule's step exactly as the pipeline does
     spec = importlib.util.spec_from_file_location("bench_rules", os.path.join(os.path.dirname(__file__), "rules.py"))
     bench_rules = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench_rules)
     for r in ["bp"] + rule_names:
       name, _, variant = r.partition("/")
-      cases[f"rule:{r}"] = functools.partial(bench_rules.make_case(name, variant or None, seeds[:1], n, False),
-                                             images, labels)
+      cases[f"rule:{r}"] = functools.partial(
+        bench_rules.make_case(name, variant or None, seeds[:1], n, False), images, labels
+      )
 
   # warm-up (compilation), in the order: 1 seed (compiles the [1] program, reused by 'turn'), vmap, turn
   compile_s = {}
   for name, fn in cases.items():
     before = _compile_s[0]
     first[name] = timed(fn)[0]
-    compile_s[name] = _compile_s[0] - before                 # trace + lowering + XLA compile (jax.monitoring)
+    compile_s[name] = _compile_s[0] - before  # trace + lowering + XLA compile (jax.monitoring)
     print(f"  warm-up {name:14s} {first[name]:7.2f} s (compile {compile_s[name]:.1f} s)", flush=True)
   times = {name: [] for name in cases}
   cpus = {name: [] for name in cases}
   for r in range(args.reps):
     for name, fn in cases.items():
-      time.sleep(0.3)                      # let the previous case's worker threads (XLA, OpenMP) go idle
+      time.sleep(0.3)  # let the previous case's worker threads (XLA, OpenMP) go idle
       wall, cpu = timed(fn)
       times[name].append(wall)
       cpus[name].append(cpu)
-    print(f"  rep {r + 1}/{args.reps}: " + ", ".join(f"{k} {v[-1] / n * 1e3:.0f}" for k, v in times.items())
-          + f" ms/step; load {os.getloadavg()[0]:.2f}", flush=True)
-  med = {k: statistics.median(v) / n for k, v in times.items()}           # seconds per step (all seeds)
+    print(
+      f"  rep {r + 1}/{args.reps}: "
+      + ", ".join(f"{k} {v[-1] / n * 1e3:.0f}" for k, v in times.items())
+      + f" ms/step; load {os.getloadavg()[0]:.2f}",
+      flush=True,
+    )
+  med = {k: statistics.median(v) / n for k, v in times.items()}  # seconds per step (all seeds)
   best = {k: min(v) / n for k, v in times.items()}
   med_cpu = {k: statistics.median(v) / n for k, v in cpus.items()}
 
-  print(f"\nresults (median of {args.reps} x {n} steps; one step = one batch of {BATCH} for every seed; "
-        "cpu = process CPU time, less sensitive than wall time to other processes on the machine)")
-  print(f"{'case':16s} {'s/step':>8s} {'steps/s':>8s} {'seed-steps/s':>13s} {'min s/step':>11s} {'cpu s/step':>11s} "
-        f"{'compile s':>10s}")
+  print(
+    f"\nresults (median of {args.reps} x {n} steps; one step = one batch of {BATCH} for every seed; "
+    "cpu = process CPU time, less sensitive than wall time to other processes on the machine)"
+  )
+  print(
+    f"{'case':16s} {'s/step':>8s} {'steps/s':>8s} {'seed-steps/s':>13s} {'min s/step':>11s} {'cpu s/step':>11s} "
+    f"{'compile s':>10s}"
+  )
   for name in cases:
     seeds_in = S if name.endswith(("/vmap", "/turn")) else 1
-    print(f"{name:16s} {med[name]:8.3f} {1 / med[name]:8.2f} {seeds_in / med[name]:13.2f} {best[name]:11.3f} "
-          f"{med_cpu[name]:11.3f} "
-          f"{compile_s[name] if not name.endswith(('/turn', 'torch/1')) else float('nan'):10.1f}")
+    print(
+      f"{name:16s} {med[name]:8.3f} {1 / med[name]:8.2f} {seeds_in / med[name]:13.2f} {best[name]:11.3f} "
+      f"{med_cpu[name]:11.3f} "
+      f"{compile_s[name] if not name.endswith(('/turn', 'torch/1')) else float('nan'):10.1f}"
+    )
   for impl in impls:
-    print(f"vmap_speedup[{impl}]={med[f'{impl}/turn'] / med[f'{impl}/vmap']:.3f}  "
-          f"(paired per-rep median {statistics.median(t / v for t, v in zip(times[f'{impl}/turn'], times[f'{impl}/vmap'])):.3f}; "
-          f"cpu-time ratio {med_cpu[f'{impl}/turn'] / med_cpu[f'{impl}/vmap']:.3f})")
+    turn_times, vmap_times = times[f"{impl}/turn"], times[f"{impl}/vmap"]
+    print(
+      f"vmap_speedup[{impl}]={med[f'{impl}/turn'] / med[f'{impl}/vmap']:.3f}  "
+      f"(paired per-rep median {statistics.median(t / v for t, v in zip(turn_times, vmap_times)):.3f}; "
+      f"cpu-time ratio {med_cpu[f'{impl}/turn'] / med_cpu[f'{impl}/vmap']:.3f})"
+    )
   if len(impls) > 1:
     fastest = min(impls, key=lambda i: med[f"{i}/1"])
     print(f"fastest single seed: {fastest}; 'auto' picks {auto}")
@@ -303,14 +357,20 @@ def main():
     print(f"fastest {S} seeds: {fastest_s} {way}")
   ref = auto if auto in impls else impls[0]
   if torch_case is not None:
-    print(f"speed_vs_torch: from minima {best['torch/1'] / best[f'{ref}/1']:.3f}, from CPU time "
-          f"{med_cpu['torch/1'] / med_cpu[f'{ref}/1']:.3f} (PyTorch's OpenMP threads spin while waiting, which "
-          "inflates its wall and CPU time when other processes load the machine)")
-    print(f"speed_vs_torch={med['torch/1'] / med[f'{ref}/1']:.3f}  ({ref}, single seed; "
-          f"torch {med['torch/1'] * 1e3:.0f} ms/step vs brainalign {med[f'{ref}/1'] * 1e3:.0f} ms/step)")
+    print(
+      f"speed_vs_torch: from minima {best['torch/1'] / best[f'{ref}/1']:.3f}, from CPU time "
+      f"{med_cpu['torch/1'] / med_cpu[f'{ref}/1']:.3f} (PyTorch's OpenMP threads spin while waiting, which "
+      "inflates its wall and CPU time when other processes load the machine)"
+    )
+    print(
+      f"speed_vs_torch={med['torch/1'] / med[f'{ref}/1']:.3f}  ({ref}, single seed; "
+      f"torch {med['torch/1'] * 1e3:.0f} ms/step vs brainalign {med[f'{ref}/1'] * 1e3:.0f} ms/step)"
+    )
   for r in rule_names:
-    print(f"step_cost_vs_bp[{r}]={med[f'rule:{r}'] / med['rule:bp']:.3f}  "
-          f"({med[f'rule:{r}'] * 1e3:.0f} vs {med['rule:bp'] * 1e3:.0f} ms/step, 1 seed, diagnostics off)")
+    print(
+      f"step_cost_vs_bp[{r}]={med[f'rule:{r}'] / med['rule:bp']:.3f}  "
+      f"({med[f'rule:{r}'] * 1e3:.0f} vs {med['rule:bp'] * 1e3:.0f} ms/step, 1 seed, diagnostics off)"
+    )
   print(f"load avg at the end {os.getloadavg()[0]:.2f}")
   print(f"vmap_speedup={med[f'{ref}/turn'] / med[f'{ref}/vmap']:.3f}")
 

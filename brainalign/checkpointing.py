@@ -4,9 +4,10 @@ The saved item is the complete multi-seed TrainState (parameters, batch statisti
 state, step, epoch and each seed's key), so a killed run resumes from its latest milestone and replays
 exactly the same computation as an uninterrupted run.
 """
+
 import os
 import pathlib
-from typing import Any, Optional
+from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
@@ -27,7 +28,7 @@ def save(manager: ocp.CheckpointManager, epoch: int, state: Any) -> None:
   manager.save(int(epoch), args=ocp.args.StandardSave(state))
 
 
-def restore_latest(manager: ocp.CheckpointManager, target: Any) -> tuple[Optional[int], Any]:
+def restore_latest(manager: ocp.CheckpointManager, target: Any) -> tuple[int | None, Any]:
   """Restores the latest checkpoint into the structure of `target` (an abstract or concrete state).
 
   Returns (epoch, state), or (None, target) when there is no checkpoint yet. A checkpoint that cannot be
@@ -37,9 +38,6 @@ def restore_latest(manager: ocp.CheckpointManager, target: Any) -> tuple[Optiona
   if epoch is None:
     return None, target
   return epoch, restore_epoch(manager, epoch, target)
-
-
-
 
 
 def restore_epoch(manager: ocp.CheckpointManager, epoch: int, target: Any) -> Any:
@@ -52,6 +50,7 @@ def restore_epoch(manager: ocp.CheckpointManager, epoch: int, target: Any) -> An
     return manager.restore(int(epoch), args=ocp.args.StandardRestore(abstract))
   except Exception as e:  # orbax raises several types for unreadable or mismatched data
     raise CheckpointError(
-        f"Cannot restore checkpoint {manager.directory / str(epoch)}: {type(e).__name__}: {e}. It may be "
-        "corrupt, or written by a different configuration (model size, seeds, rule). Delete that folder to "
-        "resume from the previous milestone, or use a new --workdir.") from e
+      f"Cannot restore checkpoint {manager.directory / str(epoch)}: {type(e).__name__}: {e}. It may be "
+      "corrupt, or written by a different configuration (model size, seeds, rule). Delete that folder to "
+      "resume from the previous milestone, or use a new --workdir."
+    ) from e

@@ -14,7 +14,9 @@ of all exemplars are passed in, each with the index of the RDM row (concept) it 
 the features of each row are the mean over its images (`segment_mean`, one jnp segment sum); the RDM is then
 built from these mean vectors. In "batch" mode the evaluation batches are batches of exemplar images.
 """
-from typing import Any, Callable, Optional
+
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -36,15 +38,16 @@ def segment_mean(features: jax.Array, segments: np.ndarray, num_segments: int) -
   segments = np.asarray(segments)
   counts = np.bincount(segments, minlength=num_segments)
   if segments.ndim != 1 or segments.shape[0] != features.shape[1] or len(counts) != num_segments or (counts == 0).any():
-    raise ValueError(f"segments must be [m={features.shape[1]}] ints covering 0..{num_segments - 1}, each at least "
-                     f"once; got shape {segments.shape}, counts {counts.tolist()}")
-  x = jnp.swapaxes(jnp.asarray(features), 0, 1)                               # [m, S, d]
+    raise ValueError(
+      f"segments must be [m={features.shape[1]}] ints covering 0..{num_segments - 1}, each at least "
+      f"once; got shape {segments.shape}, counts {counts.tolist()}"
+    )
+  x = jnp.swapaxes(jnp.asarray(features), 0, 1)  # [m, S, d]
   sums = jax.ops.segment_sum(x, jnp.asarray(segments), num_segments=num_segments)
   return jnp.swapaxes(sums / jnp.asarray(counts, x.dtype)[:, None, None], 0, 1)
 
 
-def make_extractor(model: Any, *, bn_mode: str, batch_size: int,
-                   rule_features: Optional[Callable] = None) -> Callable:
+def make_extractor(model: Any, *, bn_mode: str, batch_size: int, rule_features: Callable | None = None) -> Callable:
   """Returns extract(params, batch_stats, images, rule_state=None, segments=None) -> {layer: np.ndarray [S, n, d]}.
 
   Args:
@@ -78,8 +81,8 @@ def make_extractor(model: Any, *, bn_mode: str, batch_size: int,
   def extract(params, batch_stats, images, rule_state=None, segments=None) -> dict[str, np.ndarray]:
     n = images.shape[0]
     outs = []
-    for start in range(0, n, batch_size):   # a handful of chunks; order matters in "batch" mode
-      chunk = np.asarray(images[start:start + batch_size])
+    for start in range(0, n, batch_size):  # a handful of chunks; order matters in "batch" mode
+      chunk = np.asarray(images[start : start + batch_size])
       real = chunk.shape[0]
       if not use_batch and real < batch_size:
         chunk = np.concatenate([chunk, np.zeros((batch_size - real,) + chunk.shape[1:], chunk.dtype)])

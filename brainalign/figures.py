@@ -5,23 +5,25 @@ every rule, solid = best layer per seed (P3's convention), dashed = conv1; symlo
 An untrained rule (evaluated at epoch 0 only) is drawn as a dotted horizontal line across all epochs.
 The data source is written in the title: simulated results are never shown as real ones.
 """
+
 import os
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from brainalign import io, results  # noqa: E402
+from brainalign import io, results
 
 # Okabe & Ito (2008) colour-blind-safe palette
 PALETTE = ("#000000", "#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#F0E442")
 
 
-def alignment_vs_epoch(summary: pd.DataFrame, path: str | os.PathLike, *, resolution: int, pairs: str,
-                       title: str) -> None:
+def alignment_vs_epoch(
+  summary: pd.DataFrame, path: str | os.PathLike, *, resolution: int, pairs: str, title: str
+) -> None:
   """Writes the figure for one evaluation resolution and pair set (PNG, atomically)."""
   df = summary[(summary.resolution == resolution) & (summary.pairs == pairs)]
   rois = list(dict.fromkeys(df.roi))
@@ -39,7 +41,7 @@ def alignment_vs_epoch(summary: pd.DataFrame, path: str | os.PathLike, *, resolu
           continue
         label = f"{rule} ({'best layer' if layer == results.BEST_LAYER else layer})"
         sd = d.rho_sd.fillna(0).to_numpy()
-        if len(d) == 1 and len(epochs_all) > 1:   # untrained: one value, drawn across the x range
+        if len(d) == 1 and len(epochs_all) > 1:  # untrained: one value, drawn across the x range
           y = float(d.rho_mean.iloc[0])
           ax.axhline(y, color=colour, ls=":" if layer == results.BEST_LAYER else "-.", lw=1.5, label=label)
           continue
@@ -53,7 +55,7 @@ def alignment_vs_epoch(summary: pd.DataFrame, path: str | os.PathLike, *, resolu
     ax.set_title(roi)
     ax.set_xlabel("epoch")
     ax.set_ylabel("Spearman ρ (model vs brain RDM)")
-  for ax in axes.ravel()[len(rois):]:
+  for ax in axes.ravel()[len(rois) :]:
     ax.axis("off")
   handles, labels = axes.ravel()[0].get_legend_handles_labels()
   fig.legend(handles, labels, loc="lower center", ncol=min(4, max(1, len(labels))), frameon=False, fontsize=8)

@@ -1,10 +1,12 @@
 """Atomic file writes: a killed run never leaves a half-written result under its final name."""
+
 import contextlib
 import json
 import os
 import pathlib
 import tempfile
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,7 +24,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[pathlib.Path]:
     yield tmp
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)       # mkstemp creates 0600; results are ordinary files
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; results are ordinary files
     os.replace(tmp, path)
   finally:
     if tmp.exists():

@@ -22,8 +22,10 @@ concatenated along channels, one matmul). Both compute the same function (to flo
 2-core CPU the im2col form is faster under vmap over seeds (see bench/README.md). "auto" picks im2col on CPU
 and xla on GPU/TPU.
 """
+
 import functools
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -31,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 READOUT_LAYERS = ("conv1", "conv2", "conv3", "fc1")
-BN_MOMENTUM = 0.9   # flax keeps 0.9 of the old statistic = PyTorch momentum 0.1
+BN_MOMENTUM = 0.9  # flax keeps 0.9 of the old statistic = PyTorch momentum 0.1
 BN_EPSILON = 1e-5
 
 
@@ -55,12 +57,11 @@ def conv3x3(x: jax.Array, kernel: jax.Array, impl: str) -> jax.Array:
     [N, H, W, Cout].
   """
   if impl == "xla":
-    return jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
   n, h, w, cin = x.shape
   xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-  patches = jnp.concatenate([xp[:, u:u + h, v:v + w, :] for u in range(3) for v in range(3)], axis=-1)
-  return patches @ kernel.reshape(9 * cin, kernel.shape[-1])     # [N, H, W, 9*Cin] @ [9*Cin, Cout]
+  patches = jnp.concatenate([xp[:, u : u + h, v : v + w, :] for u in range(3) for v in range(3)], axis=-1)
+  return patches @ kernel.reshape(9 * cin, kernel.shape[-1])  # [N, H, W, 9*Cin] @ [9*Cin, Cout]
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
@@ -76,8 +77,8 @@ def _fa_conv_fwd(x, kernel, feedback, impl):
 
 def _fa_conv_bwd(impl, residuals, g):
   x, kernel, feedback = residuals
-  _, pull_w = jax.vjp(lambda k: conv3x3(x, k, impl), kernel)       # exact local weight gradient
-  _, pull_x = jax.vjp(lambda x_: conv3x3(x_, feedback, impl), x)   # B in place of W on the way down
+  _, pull_w = jax.vjp(lambda k: conv3x3(x, k, impl), kernel)  # exact local weight gradient
+  _, pull_x = jax.vjp(lambda x_: conv3x3(x_, feedback, impl), x)  # B in place of W on the way down
   (dw,), (dx,) = pull_w(g), pull_x(g)
   return dx, dw, jnp.zeros_like(feedback)
 
@@ -106,11 +107,13 @@ fa_dense.defvjp(_fa_dense_fwd, _fa_dense_bwd)
 
 def _fa_dot_general(feedback: jax.Array) -> Callable:
   """A `dot_general` for nn.Dense that routes its backward through `feedback` (2-D inputs only)."""
+
   def dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
     del precision, preferred_element_type
     if dimension_numbers != (((1,), (0,)), ((), ())):
       raise ValueError(f"feedback alignment supports 2-D dense inputs only, got {dimension_numbers}")
     return fa_dense(lhs, rhs, feedback)
+
   return dot_general
 
 
@@ -186,6 +189,7 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
 
 class Conv3x3(nn.Module):
   """Bias-free (by default) 3x3 convolution with a selectable implementation."""
+
   features: int
   impl: str = "xla"
   kernel_init: Callable = torch_default_kernel_init
@@ -214,6 +218,7 @@ class CNN(nn.Module):
     conv_bias: add a zero-initialised conv bias (reference FA).
     pre_bn_relu: block order conv -> ReLU -> BN -> ReLU -> pool (the reference STDP network).
   """
+
   conv_widths: Sequence[int] = (32, 64, 128)
   fc_width: int = 512
   num_classes: int = 10
@@ -224,9 +229,15 @@ class CNN(nn.Module):
   pre_bn_relu: bool = False
 
   @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool, bn_batch_stats: bool | None = None,
-               feedback: Mapping[str, jax.Array] | None = None,
-               error_signals: Mapping[str, jax.Array] | None = None):
+  def __call__(
+    self,
+    x: jax.Array,
+    *,
+    train: bool,
+    bn_batch_stats: bool | None = None,
+    feedback: Mapping[str, jax.Array] | None = None,
+    error_signals: Mapping[str, jax.Array] | None = None,
+  ):
     """x: [N, H, W, 3] normalised images (H = W divisible by 8).
 
     train: training mode (BN batch statistics and running-stat updates, dropout on).
@@ -245,48 +256,65 @@ class CNN(nn.Module):
     feats = {}
     h = x
     for i, width in enumerate(self.conv_widths, start=1):
-      h = Conv3x3(width, impl=self.conv_impl, kernel_init=KERNEL_INITS[self.conv_init],
-                  use_bias=self.conv_bias, name=f"conv{i}")(h, feedback.get(f"conv{i}"))
+      h = Conv3x3(
+        width, impl=self.conv_impl, kernel_init=KERNEL_INITS[self.conv_init], use_bias=self.conv_bias, name=f"conv{i}"
+      )(h, feedback.get(f"conv{i}"))
       if self.pre_bn_relu:
         h = nn.relu(h)
-      h = nn.BatchNorm(use_running_average=not use_batch, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-                       name=f"bn{i}")(h)
+      h = nn.BatchNorm(use_running_average=not use_batch, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"bn{i}")(h)
       h = nn.relu(h)
       h = max_pool_2x2(h)
       if f"conv{i}" in error_signals:
         h = inject_error(h, error_signals[f"conv{i}"])
-      feats[f"conv{i}"] = h.mean(axis=(1, 2))                       # [N, C]
-    h = adaptive_avg_pool(h, 4)                                      # [N, 4, 4, C]
-    h = jnp.transpose(h, (0, 3, 1, 2)).reshape(h.shape[0], -1)       # PyTorch (C, H, W) flatten order
+      feats[f"conv{i}"] = h.mean(axis=(1, 2))  # [N, C]
+    h = adaptive_avg_pool(h, 4)  # [N, 4, 4, C]
+    h = jnp.transpose(h, (0, 3, 1, 2)).reshape(h.shape[0], -1)  # PyTorch (C, H, W) flatten order
     fan_in = h.shape[-1]
-    h = nn.Dense(self.fc_width, kernel_init=torch_default_kernel_init,
-                 bias_init=torch_default_bias_init(fan_in), name="fc1",
-                 dot_general=_fa_dot_general(feedback["fc1"]) if "fc1" in feedback else None)(h)
+    h = nn.Dense(
+      self.fc_width,
+      kernel_init=torch_default_kernel_init,
+      bias_init=torch_default_bias_init(fan_in),
+      name="fc1",
+      dot_general=_fa_dot_general(feedback["fc1"]) if "fc1" in feedback else None,
+    )(h)
     h = nn.relu(h)
     if "fc1" in error_signals:
       h = inject_error(h, error_signals["fc1"])
     feats["fc1"] = h
     h = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
-    logits = nn.Dense(self.num_classes, kernel_init=torch_default_kernel_init,
-                      bias_init=torch_default_bias_init(self.fc_width), name="fc2",
-                      dot_general=_fa_dot_general(feedback["fc2"]) if "fc2" in feedback else None)(h)
+    logits = nn.Dense(
+      self.num_classes,
+      kernel_init=torch_default_kernel_init,
+      bias_init=torch_default_bias_init(self.fc_width),
+      name="fc2",
+      dot_general=_fa_dot_general(feedback["fc2"]) if "fc2" in feedback else None,
+    )(h)
     return logits, feats
 
 
-def create_model(model_config: Any, *, conv_init: str = "torch_default", conv_bias: bool = False,
-                 pre_bn_relu: bool = False) -> CNN:
+def create_model(
+  model_config: Any, *, conv_init: str = "torch_default", conv_bias: bool = False, pre_bn_relu: bool = False
+) -> CNN:
   """Builds the CNN from `config.model` (conv_widths, fc_width, num_classes, dropout_rate, conv_impl); the
   rule decides the conv initialisation, bias and (STDP) block order (the reference rules differ, study.md §3.1-3.2)."""
-  return CNN(conv_widths=tuple(model_config.conv_widths), fc_width=model_config.fc_width,
-             num_classes=model_config.num_classes, dropout_rate=model_config.dropout_rate,
-             conv_impl=resolve_conv_impl(model_config.conv_impl), conv_init=conv_init, conv_bias=conv_bias,
-             pre_bn_relu=pre_bn_relu)
+  return CNN(
+    conv_widths=tuple(model_config.conv_widths),
+    fc_width=model_config.fc_width,
+    num_classes=model_config.num_classes,
+    dropout_rate=model_config.dropout_rate,
+    conv_impl=resolve_conv_impl(model_config.conv_impl),
+    conv_init=conv_init,
+    conv_bias=conv_bias,
+    pre_bn_relu=pre_bn_relu,
+  )
 
 
 # ---- the same network as plain functions of the parameter dicts (for rules that run it layer by layer) ----
 
-def batch_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, stats: Mapping[str, jax.Array], *,
-               use_batch: bool) -> tuple[jax.Array, dict]:
+
+def batch_norm(
+  x: jax.Array, scale: jax.Array, bias: jax.Array, stats: Mapping[str, jax.Array], *, use_batch: bool
+) -> tuple[jax.Array, dict]:
   """flax BatchNorm (momentum BN_MOMENTUM, epsilon BN_EPSILON) over all but the channel axis.
 
   x: [..., C]; stats: {"mean": [C], "var": [C]} running statistics. use_batch normalises with the batch's
@@ -296,16 +324,27 @@ def batch_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, stats: Mapping[s
   if use_batch:
     axes = tuple(range(x.ndim - 1))
     mean = x.mean(axes)
-    var = jnp.maximum(0.0, jnp.mean(x * x, axes) - mean * mean)     # flax's fast variance
-    new = {"mean": BN_MOMENTUM * stats["mean"] + (1 - BN_MOMENTUM) * mean,
-           "var": BN_MOMENTUM * stats["var"] + (1 - BN_MOMENTUM) * var}
+    var = jnp.maximum(0.0, jnp.mean(x * x, axes) - mean * mean)  # flax's fast variance
+    new = {
+      "mean": BN_MOMENTUM * stats["mean"] + (1 - BN_MOMENTUM) * mean,
+      "var": BN_MOMENTUM * stats["var"] + (1 - BN_MOMENTUM) * var,
+    }
   else:
     mean, var, new = stats["mean"], stats["var"], dict(stats)
   return (x - mean) * (jax.lax.rsqrt(var + BN_EPSILON) * scale) + bias, new
 
 
-def conv_block(params: Mapping, batch_stats: Mapping, i: int, h: jax.Array, *, impl: str, use_batch: bool,
-               pre_bn_relu: bool = False, conv_out: jax.Array | None = None) -> tuple[jax.Array, dict]:
+def conv_block(
+  params: Mapping,
+  batch_stats: Mapping,
+  i: int,
+  h: jax.Array,
+  *,
+  impl: str,
+  use_batch: bool,
+  pre_bn_relu: bool = False,
+  conv_out: jax.Array | None = None,
+) -> tuple[jax.Array, dict]:
   """Block i (1-based) of the CNN: conv -> [ReLU ->] BN -> ReLU -> 2x2 max-pool.
 
   h: [N, H, W, Cin] -> ([N, H/2, W/2, Cout], new running statistics of bn{i}). conv_out: the conv output
@@ -325,6 +364,6 @@ def conv_block(params: Mapping, batch_stats: Mapping, i: int, h: jax.Array, *, i
 def readout_head(params: Mapping, h: jax.Array) -> tuple[jax.Array, jax.Array]:
   """The FC part without dropout: h [N, H, W, C] (conv3 block output) -> (logits [N, K], fc1 features [N, F])."""
   h = adaptive_avg_pool(h, 4)
-  h = jnp.transpose(h, (0, 3, 1, 2)).reshape(h.shape[0], -1)       # PyTorch (C, H, W) flatten order
+  h = jnp.transpose(h, (0, 3, 1, 2)).reshape(h.shape[0], -1)  # PyTorch (C, H, W) flatten order
   fc1 = jax.nn.relu(h @ params["fc1"]["kernel"] + params["fc1"]["bias"])
   return fc1 @ params["fc2"]["kernel"] + params["fc2"]["bias"], fc1

@@ -1,4 +1,5 @@
 """Optimisers and schedules built from a rule's config, matching the reference implementation's PyTorch settings."""
+
 from typing import Any
 
 import jax.numpy as jnp
@@ -10,9 +11,11 @@ def per_epoch_cosine(base_lr: float, schedule_epochs: int, steps_per_epoch: int)
 
   lr(step) = base_lr * (1 + cos(pi * e / T)) / 2 with e = step // steps_per_epoch, constant within an epoch.
   """
+
   def schedule(step):
     epoch = step // steps_per_epoch
     return base_lr * 0.5 * (1.0 + jnp.cos(jnp.pi * epoch / schedule_epochs))
+
   return schedule
 
 
@@ -32,10 +35,11 @@ def torch_adam(rule_config: Any, steps_per_epoch: int) -> optax.GradientTransfor
   wd * param is then added to the gradient inside Adam (not AdamW's decoupled decay).
   """
   return optax.chain(
-      optax.clip_by_global_norm(rule_config.clip_norm) if rule_config.clip_norm else optax.identity(),
-      optax.add_decayed_weights(rule_config.weight_decay),
-      optax.scale_by_adam(b1=rule_config.b1, b2=rule_config.b2, eps=rule_config.eps),
-      optax.scale_by_learning_rate(make_schedule(rule_config, steps_per_epoch)))
+    optax.clip_by_global_norm(rule_config.clip_norm) if rule_config.clip_norm else optax.identity(),
+    optax.add_decayed_weights(rule_config.weight_decay),
+    optax.scale_by_adam(b1=rule_config.b1, b2=rule_config.b2, eps=rule_config.eps),
+    optax.scale_by_learning_rate(make_schedule(rule_config, steps_per_epoch)),
+  )
 
 
 def torch_sgd(rule_config: Any, steps_per_epoch: int) -> optax.GradientTransformation:
@@ -44,7 +48,8 @@ def torch_sgd(rule_config: Any, steps_per_epoch: int) -> optax.GradientTransform
   buf = momentum * buf + (g + wd * p); p -= lr * buf, i.e. optax.trace(decay=momentum) after the L2 term.
   """
   return optax.chain(
-      optax.clip_by_global_norm(rule_config.clip_norm) if rule_config.clip_norm else optax.identity(),
-      optax.add_decayed_weights(rule_config.weight_decay),
-      optax.trace(decay=rule_config.momentum, nesterov=False),
-      optax.scale_by_learning_rate(make_schedule(rule_config, steps_per_epoch)))
+    optax.clip_by_global_norm(rule_config.clip_norm) if rule_config.clip_norm else optax.identity(),
+    optax.add_decayed_weights(rule_config.weight_decay),
+    optax.trace(decay=rule_config.momentum, nesterov=False),
+    optax.scale_by_learning_rate(make_schedule(rule_config, steps_per_epoch)),
+  )

@@ -8,9 +8,10 @@ Sources (config.brain.source), each labelled in every result row by `data`:
   "rdms" -> "rdms": per subject x ROI RDMs from .npz / .mat / rsatoolbox files plus a stimulus
       list (brainalign.data.rdm_sources).
 """
+
 import dataclasses
 import pathlib
-from typing import Any, Optional
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
@@ -36,21 +37,24 @@ class ProbeSet:
   segments: None, or [m] int64 RDM row of each image when a row's model features are the mean over several
     images (selection "concept_mean" with eval.concept_features "mean": all exemplars of the concept).
   """
+
   data: str
   description: str
   brain: things.BrainData
   images: dict
   pair_sets: dict
   brain_ranks: dict
-  segments: Optional[np.ndarray] = None
+  segments: np.ndarray | None = None
 
 
 def _require(brain_config: Any, keys: tuple[str, ...], what: str) -> None:
   """ValueError naming the empty config.brain keys that the chosen source needs."""
   missing = [k for k in keys if not brain_config[k]]
   if missing:
-    raise ValueError(f"config.brain.source={brain_config.source!r} needs "
-                     f"{', '.join('config.brain.' + k for k in missing)} ({what}); see README.md")
+    raise ValueError(
+      f"config.brain.source={brain_config.source!r} needs "
+      f"{', '.join('config.brain.' + k for k in missing)} ({what}); see README.md"
+    )
 
 
 def resolve_source(brain_config: Any) -> tuple[str, str, str]:
@@ -62,13 +66,19 @@ def resolve_source(brain_config: Any) -> tuple[str, str, str]:
     paths = demo.prepare_demo(brain_config.cache_dir, brain_config.simulation)
     return DATA_LABELS[source], str(paths.betas_dir), str(paths.images_dir)
   if source == "rdms":
-    _require(brain_config, ("rdms_path", "images_dir"),
-             "the RDM file and the stimulus image folder; plus config.brain.stimuli_file unless the RDM file "
-             "names its stimuli")
+    _require(
+      brain_config,
+      ("rdms_path", "images_dir"),
+      "the RDM file and the stimulus image folder; plus config.brain.stimuli_file unless the RDM file "
+      "names its stimuli",
+    )
     return DATA_LABELS[source], brain_config.rdms_path, brain_config.images_dir
-  _require(brain_config, ("betas_dir", "images_dir"),
-           "the THINGS-fMRI betas_csv folder and the THINGS images folder; for the offline demo on simulated "
-           "data use --config=configs/demo.py")
+  _require(
+    brain_config,
+    ("betas_dir", "images_dir"),
+    "the THINGS-fMRI betas_csv folder and the THINGS images folder; for the offline demo on simulated "
+    "data use --config=configs/demo.py",
+  )
   return DATA_LABELS[source], brain_config.betas_dir, brain_config.images_dir
 
 
@@ -76,9 +86,13 @@ def load_brain(brain_config: Any) -> tuple[str, things.BrainData, str]:
   """(data label, BrainData, images_dir) for config.brain, without loading any image."""
   data, where, images_dir = resolve_source(brain_config)
   if brain_config.source == "rdms":
-    brain = rdm_sources.load_rdms(where, stimuli_file=brain_config.get("stimuli_file") or None,
-                                  subjects=tuple(brain_config.subjects), rois=tuple(brain_config.rois),
-                                  sessions=brain_config.get("rdms_sessions", "average"))
+    brain = rdm_sources.load_rdms(
+      where,
+      stimuli_file=brain_config.get("stimuli_file") or None,
+      subjects=tuple(brain_config.subjects),
+      rois=tuple(brain_config.rois),
+      sessions=brain_config.get("rdms_sessions", "average"),
+    )
   else:
     brain = prepare.load_brain(brain_config, where, rebuild_stale=brain_config.source == "simulated")
   return data, brain, images_dir
@@ -97,9 +111,11 @@ def pair_set(name: str, n: int, runs: np.ndarray) -> tuple[np.ndarray, np.ndarra
   if name == "cross_run":
     keep = things.cross_run_mask(runs)
     if not keep.any():
-      raise ValueError(f"the cross_run pair set is empty: every pair of the {n} stimuli shares a run for some "
-                       "subject (with averaged rows, a pair is dropped if any of its trials shared a run); use "
-                       "pair set 'all'")
+      raise ValueError(
+        f"the cross_run pair set is empty: every pair of the {n} stimuli shares a run for some "
+        "subject (with averaged rows, a pair is dropped if any of its trials shared a run); use "
+        "pair set 'all'"
+      )
     return i[keep], j[keep]
   raise ValueError(f"Unknown pair set {name!r}; valid: 'all', 'cross_run'")
 
@@ -115,11 +131,12 @@ def load_probe(config: Any, *, mean: np.ndarray, std: np.ndarray) -> ProbeSet:
   except FileNotFoundError as e:
     if segments is None:
       raise
-    raise FileNotFoundError(f"{e}\n(eval.concept_features='mean' needs the image of every exemplar averaged into "
-                            "a row; with only each concept's first exemplar use "
-                            "--config.eval.concept_features=first_exemplar)") from e
-  imgs = {int(res): images.normalize(images.load_images(paths, int(res)), mean, std)
-          for res in config.eval.resolutions}
+    raise FileNotFoundError(
+      f"{e}\n(eval.concept_features='mean' needs the image of every exemplar averaged into "
+      "a row; with only each concept's first exemplar use "
+      "--config.eval.concept_features=first_exemplar)"
+    ) from e
+  imgs = {int(res): images.normalize(images.load_images(paths, int(res)), mean, std) for res in config.eval.resolutions}
   n = len(brain.stimuli)
   pairs, ranks = {}, {}
   n_all = n * (n - 1) // 2
@@ -131,16 +148,19 @@ def load_probe(config: Any, *, mean: np.ndarray, std: np.ndarray) -> ProbeSet:
     ranks[name] = rsa.rank_brain(jnp.asarray(brain.rdm_vectors[..., flat], jnp.float32))
     logging.info("Pair set %s: %d of %d pairs", name, len(i), n_all)
   model_side = "" if segments is None else f" (model features: mean over {len(names)} exemplar images)"
-  desc = f"{data}: brain {betas_dir}; {brain.preparation}; stimuli {images_dir}; {n} stimuli{model_side}; " \
-         f"subjects {list(brain.subjects)}; ROIs {list(brain.rois)}"
-  return ProbeSet(data=data, description=desc, brain=brain, images=imgs, pair_sets=pairs, brain_ranks=ranks,
-                  segments=segments)
+  desc = (
+    f"{data}: brain {betas_dir}; {brain.preparation}; stimuli {images_dir}; {n} stimuli{model_side}; "
+    f"subjects {list(brain.subjects)}; ROIs {list(brain.rois)}"
+  )
+  return ProbeSet(
+    data=data, description=desc, brain=brain, images=imgs, pair_sets=pairs, brain_ranks=ranks, segments=segments
+  )
 
 
 CONCEPT_FEATURES = ("mean", "first_exemplar")
 
 
-def model_images(brain: things.BrainData, concept_features: str) -> tuple[tuple[str, ...], Optional[np.ndarray]]:
+def model_images(brain: things.BrainData, concept_features: str) -> tuple[tuple[str, ...], np.ndarray | None]:
   """The images the model sees for the RDM rows, and the row of each (None = one image per row, in row order).
 
   concept_features (config.eval.concept_features) matters only when rows average several images
@@ -175,6 +195,13 @@ def prepare_step(config: Any) -> pathlib.Path:
   path, brain = prepare.prepare(config.brain, betas_dir)
   layout = config.brain.get("image_layout", "") or "things"
   images.stimulus_paths(images_dir, model_images(brain, config.eval.get("concept_features", "mean"))[0], layout)
-  logging.info("Prepared %s: %d stimuli, subjects %s, ROIs %s, voxels %s -> %s", data, len(brain.stimuli),
-               list(brain.subjects), list(brain.rois), brain.n_voxels.tolist(), path)
+  logging.info(
+    "Prepared %s: %d stimuli, subjects %s, ROIs %s, voxels %s -> %s",
+    data,
+    len(brain.stimuli),
+    list(brain.subjects),
+    list(brain.rois),
+    brain.n_voxels.tolist(),
+    path,
+  )
   return path

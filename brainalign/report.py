@@ -24,6 +24,7 @@ Conventions (also written on the page):
 
 Outputs in <workdir>/report/: report.md, *.csv (tidy), figures/*.png.
 """
+
 import json
 import pathlib
 from typing import Any
@@ -33,19 +34,21 @@ import jax.numpy as jnp
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import ml_collections  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from absl import logging  # noqa: E402
+import matplotlib.pyplot as plt
+import ml_collections
+import numpy as np
+import pandas as pd
+from absl import logging
 
-from brainalign import io, probe, rsa, stats  # noqa: E402
-from brainalign.data import images  # noqa: E402
-from brainalign.figures import PALETTE  # noqa: E402
-from brainalign.models import READOUT_LAYERS  # noqa: E402
+from brainalign import io, probe, rsa, stats
+from brainalign.data import images
+from brainalign.figures import PALETTE
+from brainalign.models import READOUT_LAYERS
 
-SIMULATED_WARNING = ("**SIMULATED brain data** (brainalign demo): not real fMRI. These numbers show what the "
-                     "pipeline computes, not findings about the brain.")
+SIMULATED_WARNING = (
+  "**SIMULATED brain data** (brainalign demo): not real fMRI. These numbers show what the "
+  "pipeline computes, not findings about the brain."
+)
 
 
 def _epochs_of(feat_dir: pathlib.Path) -> list[int]:
@@ -63,12 +66,19 @@ def _resolve_pairs(run_config: Any, requested: str) -> str:
 # (resolution, pair set) section of the report is corrected separately; the pairwise-difference and the
 # Δρ-from-epoch-0 tables are separate families (different questions).
 FAMILIES = {
-    "rule_roi_per_milestone": (("epoch",), "all rule pairs × ROIs at one milestone (one family per milestone); "
-                               "for Δρ, all rules × ROIs at one milestone"),
-    "rule_roi_all_milestones": ((), "all rule pairs × ROIs × milestones (one family); for Δρ, all rules × ROIs × "
-                                "milestones"),
-    "rule_per_roi_milestone": (("epoch", "roi"), "all rule pairs at one milestone and ROI (one family per "
-                               "milestone × ROI); for Δρ, all rules at one milestone and ROI"),
+  "rule_roi_per_milestone": (
+    ("epoch",),
+    "all rule pairs × ROIs at one milestone (one family per milestone); for Δρ, all rules × ROIs at one milestone",
+  ),
+  "rule_roi_all_milestones": (
+    (),
+    "all rule pairs × ROIs × milestones (one family); for Δρ, all rules × ROIs × milestones",
+  ),
+  "rule_per_roi_milestone": (
+    ("epoch", "roi"),
+    "all rule pairs at one milestone and ROI (one family per "
+    "milestone × ROI); for Δρ, all rules at one milestone and ROI",
+  ),
 }
 
 
@@ -90,8 +100,9 @@ def correct_family(df: pd.DataFrame, family: str, alpha: float, label: str = "")
   _check_family(family)
   df = df.copy()
   keys = list(FAMILIES[family][0])
-  df["family"] = label + (df[keys].astype(str).agg(lambda r: ", ".join(f"{k}={v}" for k, v in zip(keys, r)),
-                                                   axis=1) if keys else "all")
+  df["family"] = label + (
+    df[keys].astype(str).agg(lambda r: ", ".join(f"{k}={v}" for k, v in zip(keys, r)), axis=1) if keys else "all"
+  )
   df["q_bh"] = np.nan
   df["p_holm"] = np.nan
   for _, idx in df.groupby("family", sort=False).groups.items():
@@ -107,8 +118,9 @@ def sections(run_config: Any, stats_config: Any) -> list[tuple[int, str]]:
   pair_sets = list(run_config.eval.pair_sets)
   res = int(stats_config.resolution) or max(resolutions)
   if res not in resolutions:
-    raise ValueError(f"stats.resolution={res} px was not evaluated by the run (eval.resolutions="
-                     f"{tuple(run_config.eval.resolutions)})")
+    raise ValueError(
+      f"stats.resolution={res} px was not evaluated by the run (eval.resolutions={tuple(run_config.eval.resolutions)})"
+    )
   pairs_name = _resolve_pairs(run_config, stats_config.pairs)
   if pairs_name not in pair_sets:
     raise ValueError(f"stats.pairs={pairs_name!r} was not evaluated by the run (eval.pair_sets={tuple(pair_sets)})")
@@ -120,16 +132,22 @@ def load_run(workdir: pathlib.Path) -> dict:
   """run_info.json and the brain RDMs of a finished run: {info, run_config, data, brain, images_dir}."""
   info_path = workdir / "run_info.json"
   if not info_path.exists():
-    raise FileNotFoundError(f"{info_path} not found: --workdir must be the folder of a finished run "
-                            "(python main.py --workdir=...)")
+    raise FileNotFoundError(
+      f"{info_path} not found: --workdir must be the folder of a finished run (python main.py --workdir=...)"
+    )
   info = json.loads(info_path.read_text())
   run_config = ml_collections.ConfigDict(info["config"])
   data, brain, images_dir = probe.load_brain(run_config.brain)
   return dict(info=info, run_config=run_config, data=data, brain=brain, images_dir=images_dir)
 
 
-def load_inputs(workdir: pathlib.Path, stats_config: Any, res: int | None = None, pairs_name: str | None = None,
-                run: dict | None = None) -> dict:
+def load_inputs(
+  workdir: pathlib.Path,
+  stats_config: Any,
+  res: int | None = None,
+  pairs_name: str | None = None,
+  run: dict | None = None,
+) -> dict:
   """One report section: the brain RDMs and every rule's saved features at one resolution and pair set.
 
   res / pairs_name default to the primary section (`sections`); run: `load_run`'s output (read if None).
@@ -164,19 +182,32 @@ def load_inputs(workdir: pathlib.Path, stats_config: Any, res: int | None = None
           v = np.asarray(rsa.rdm_vectors(jnp.asarray(z[key]), pairs_dev, run_config.eval.rdm_metric))  # [S, P]
           vectors.append(v)
           rows += [dict(rule=rule, seed=int(s), epoch=epoch, layer=layer) for s in run_config.seeds]
-  return dict(run_config=run_config, data=run["data"], description=run["info"].get("data_description", run["data"]),
-              brain=brain, res=res, pairs_name=pairs_name, pairs=(i, j), brain_vectors=brain_vectors,
-              model_vectors=np.concatenate(vectors).astype(np.float32), conditions=pd.DataFrame(rows),
-              rules=list(run_config.rules), seeds=[int(s) for s in run_config.seeds],
-              epochs=sorted({r["epoch"] for r in rows}), images_dir=run["images_dir"])
+  return dict(
+    run_config=run_config,
+    data=run["data"],
+    description=run["info"].get("data_description", run["data"]),
+    brain=brain,
+    res=res,
+    pairs_name=pairs_name,
+    pairs=(i, j),
+    brain_vectors=brain_vectors,
+    model_vectors=np.concatenate(vectors).astype(np.float32),
+    conditions=pd.DataFrame(rows),
+    rules=list(run_config.rules),
+    seeds=[int(s) for s in run_config.seeds],
+    epochs=sorted({r["epoch"] for r in rows}),
+    images_dir=run["images_dir"],
+  )
 
 
 def _grid(inputs: dict, rho_subject_mean: np.ndarray) -> np.ndarray:
   """[B + 1, V, R] -> [B + 1, rules, seeds, epochs, layers, R], NaN where a rule lacks an epoch."""
   c = inputs["conditions"]
   rules, seeds, epochs = inputs["rules"], inputs["seeds"], inputs["epochs"]
-  out = np.full((rho_subject_mean.shape[0], len(rules), len(seeds), len(epochs), len(READOUT_LAYERS),
-                 rho_subject_mean.shape[-1]), np.nan)
+  out = np.full(
+    (rho_subject_mean.shape[0], len(rules), len(seeds), len(epochs), len(READOUT_LAYERS), rho_subject_mean.shape[-1]),
+    np.nan,
+  )
   ru = c.rule.map({r: k for k, r in enumerate(rules)}).to_numpy()
   se = c.seed.map({s: k for k, s in enumerate(seeds)}).to_numpy()
   ep = c.epoch.map({e: k for k, e in enumerate(epochs)}).to_numpy()
@@ -195,8 +226,11 @@ def _tests_frame(meta: dict, r_names: list, cols: dict) -> pd.DataFrame:
   """Tidy rows of T tests x R ROIs: meta {name: [T]}, cols {name: [T, R]} -> DataFrame (T x R rows)."""
   t_count = len(next(iter(meta.values()))) if meta else 0
   t_idx, r_idx = (g.ravel() for g in np.meshgrid(np.arange(t_count), np.arange(len(r_names)), indexing="ij"))
-  out = {k: np.asarray(v, dtype=object if isinstance(v[0], str) else None)[t_idx] for k, v in meta.items()} \
-      if t_count else {}
+  out = (
+    {k: np.asarray(v, dtype=object if isinstance(v[0], str) else None)[t_idx] for k, v in meta.items()}
+    if t_count
+    else {}
+  )
   out["roi"] = np.asarray(r_names, dtype=object)[r_idx]
   out.update({k: np.asarray(v).reshape(t_count, len(r_names))[t_idx, r_idx] for k, v in cols.items()})
   return pd.DataFrame(out)
@@ -205,8 +239,12 @@ def _tests_frame(meta: dict, r_names: list, cols: dict) -> pd.DataFrame:
 def resample_indices(n: int, stats_config: Any) -> jax.Array:
   """int32 [B + 1, n]: the identity (row 0, the estimate) then B stimulus resamples from stats.bootstrap_seed;
   every section and every statistic of a report uses these rows."""
-  return jnp.concatenate([stats.identity_resample(n), stats.draw_resamples(
-      jax.random.key(int(stats_config.bootstrap_seed)), int(stats_config.bootstrap_samples), n)])
+  return jnp.concatenate(
+    [
+      stats.identity_resample(n),
+      stats.draw_resamples(jax.random.key(int(stats_config.bootstrap_seed)), int(stats_config.bootstrap_samples), n),
+    ]
+  )
 
 
 def compute(inputs: dict, stats_config: Any) -> dict:
@@ -215,9 +253,17 @@ def compute(inputs: dict, stats_config: Any) -> dict:
   family = str(stats_config.family)
   _check_family(family)
   resamples = resample_indices(n, stats_config)
-  out = stats.bootstrap_rsa(inputs["model_vectors"], inputs["brain_vectors"], inputs["pairs"], resamples, n=n,
-                            method=stats_config.comparator, batch_size=int(stats_config.batch_size),
-                            model_chunk=int(stats_config.model_chunk), mean_rdm=True)
+  out = stats.bootstrap_rsa(
+    inputs["model_vectors"],
+    inputs["brain_vectors"],
+    inputs["pairs"],
+    resamples,
+    n=n,
+    method=stats_config.comparator,
+    batch_size=int(stats_config.batch_size),
+    model_chunk=int(stats_config.model_chunk),
+    mean_rdm=True,
+  )
   rho_subj = np.asarray(out["rho"], np.float64)  # [B + 1, V, R, S]
   lower, upper = (np.asarray(out[k], np.float64) for k in ("noise_lower", "noise_upper"))
   grid = _grid(inputs, rho_subj.mean(-1))  # [B + 1, Ru, Se, E, L, R]
@@ -260,10 +306,22 @@ def compute(inputs: dict, stats_config: Any) -> dict:
     sd = np.std(arr_seed[0], axis=1, ddof=1) if len(seeds) > 1 else np.full(arr.shape[1:], np.nan)
     a_idx, e_idx = np.nonzero(have)
     meta = dict(rule=[rules[a] for a in a_idx], epoch=[epochs[e] for e in e_idx])
-    df = _tests_frame(meta, rois, {k: v[a_idx, e_idx] for k, v in (
-        ("rho", cols["value"]), ("ci_low", cols["ci_low"]), ("ci_high", cols["ci_high"]), ("seed_sd", sd),
-        ("rho_mean_rdm", cols_mr["value"]), ("mean_rdm_ci_low", cols_mr["ci_low"]),
-        ("mean_rdm_ci_high", cols_mr["ci_high"]))})
+    df = _tests_frame(
+      meta,
+      rois,
+      {
+        k: v[a_idx, e_idx]
+        for k, v in (
+          ("rho", cols["value"]),
+          ("ci_low", cols["ci_low"]),
+          ("ci_high", cols["ci_high"]),
+          ("seed_sd", sd),
+          ("rho_mean_rdm", cols_mr["value"]),
+          ("mean_rdm_ci_low", cols_mr["ci_low"]),
+          ("mean_rdm_ci_high", cols_mr["ci_high"]),
+        )
+      },
+    )
     df.insert(3, "layer", df.roi.map(mapping) if kind == "fixed" else "best")
     df.insert(4, "layer_kind", kind)
     traj.append(df)
@@ -273,10 +331,13 @@ def compute(inputs: dict, stats_config: Any) -> dict:
   g = grid[:, ru_all[:, None], np.arange(len(seeds))[None, :], last_idx[:, None]].mean(axis=2)  # [B+1, Ru, L, R]
   cols = _ci_cols(g, ci)
   a_idx, l_idx = (x.ravel() for x in np.meshgrid(np.arange(len(rules)), np.arange(len(READOUT_LAYERS)), indexing="ij"))
-  df = _tests_frame(dict(rule=[rules[a] for a in a_idx], epoch=[last[rules[a]] for a in a_idx],
-                         layer=[READOUT_LAYERS[l] for l in l_idx]), rois,
-                    {k: cols[c][a_idx, l_idx] for k, c in (("rho", "value"), ("ci_low", "ci_low"),
-                                                            ("ci_high", "ci_high"))})
+  df = _tests_frame(
+    dict(
+      rule=[rules[a] for a in a_idx], epoch=[last[rules[a]] for a in a_idx], layer=[READOUT_LAYERS[l] for l in l_idx]
+    ),
+    rois,
+    {k: cols[c][a_idx, l_idx] for k, c in (("rho", "value"), ("ci_low", "ci_low"), ("ci_high", "ci_high"))},
+  )
   df["fixed"] = df.layer == df.roi.map(mapping)
   tables["layer_roi"] = df
 
@@ -298,13 +359,31 @@ def compute(inputs: dict, stats_config: Any) -> dict:
     direction = np.where(np.sign(d[0]) == 0, 1, np.sign(d[0]))  # [T, R]
     sa, sb = fixed_seed[0][a_t, :, ea_t], fixed_seed[0][b_t, :, eb_t]  # [T, Se, R]
     p_flip = stats.sign_flip_p(np.moveaxis((sa - sb) * direction[:, None], 1, -1))
-    d_seeds = stats.cohens_d(np.moveaxis(sa, 1, -1), np.moveaxis(sb, 1, -1)) if len(seeds) > 1 \
-        else np.full(direction.shape, np.nan)
+    d_seeds = (
+      stats.cohens_d(np.moveaxis(sa, 1, -1), np.moveaxis(sb, 1, -1))
+      if len(seeds) > 1
+      else np.full(direction.shape, np.nan)
+    )
     d_subj = stats.cohens_d(np.moveaxis(fixed_subj[:, a_t, ea_t], 0, -1), np.moveaxis(fixed_subj[:, b_t, eb_t], 0, -1))
-    pw = _tests_frame(dict(epoch=ep_t, rule_a=[rules[a] for a in a_t], epoch_a=[epochs[e] for e in ea_t],
-                           rule_b=[rules[b] for b in b_t], epoch_b=[epochs[e] for e in eb_t]), rois,
-                      dict(diff=d[0], ci_low=lo, ci_high=hi, p_boot=stats.bootstrap_p_two_sided(d[1:]),
-                           p_signflip_seeds=p_flip, cohens_d_seeds=d_seeds, cohens_d_subjects=d_subj))
+    pw = _tests_frame(
+      dict(
+        epoch=ep_t,
+        rule_a=[rules[a] for a in a_t],
+        epoch_a=[epochs[e] for e in ea_t],
+        rule_b=[rules[b] for b in b_t],
+        epoch_b=[epochs[e] for e in eb_t],
+      ),
+      rois,
+      dict(
+        diff=d[0],
+        ci_low=lo,
+        ci_high=hi,
+        p_boot=stats.bootstrap_p_two_sided(d[1:]),
+        p_signflip_seeds=p_flip,
+        cohens_d_seeds=d_seeds,
+        cohens_d_subjects=d_subj,
+      ),
+    )
     pw.insert(pw.columns.get_loc("roi") + 1, "layer", pw.roi.map(mapping))
     pw = correct_family(pw, family, alpha, "pairwise: ")
   else:
@@ -313,8 +392,12 @@ def compute(inputs: dict, stats_config: Any) -> dict:
 
   # delta r from epoch 0 per milestone; corrected within stats.family
   e0 = epochs.index(0) if 0 in epochs else None
-  tests = [(a, e) for a in range(len(rules)) for e in range(len(epochs))
-           if e0 is not None and e != e0 and have[a, e] and have[a, e0]]
+  tests = [
+    (a, e)
+    for a in range(len(rules))
+    for e in range(len(epochs))
+    if e0 is not None and e != e0 and have[a, e] and have[a, e0]
+  ]
   if tests:
     a_t, e_t = (np.array(x) for x in zip(*tests))
     d = fixed[:, a_t, e_t] - fixed[:, a_t, e0]  # [B+1, T, R]
@@ -325,10 +408,23 @@ def compute(inputs: dict, stats_config: Any) -> dict:
     direction = np.where(np.sign(d[0]) == 0, 1, np.sign(d[0]))
     p_flip = stats.sign_flip_p(np.moveaxis(dseed * direction[:, None], 1, -1))
     dz = stats.cohens_dz(np.moveaxis(dseed, 1, -1)) if len(seeds) > 1 else np.full(direction.shape, np.nan)
-    dr = _tests_frame(dict(rule=[rules[a] for a in a_t], epoch=[epochs[e] for e in e_t]), rois,
-                      dict(rho_epoch0=fixed[0, a_t, e0], rho=fixed[0, a_t, e_t], delta_r=d[0], ci_low=lo, ci_high=hi,
-                           percent_change=pct[0], pct_ci_low=plo, pct_ci_high=phi,
-                           p_boot=stats.bootstrap_p_two_sided(d[1:]), p_signflip_seeds=p_flip, cohens_dz_seeds=dz))
+    dr = _tests_frame(
+      dict(rule=[rules[a] for a in a_t], epoch=[epochs[e] for e in e_t]),
+      rois,
+      dict(
+        rho_epoch0=fixed[0, a_t, e0],
+        rho=fixed[0, a_t, e_t],
+        delta_r=d[0],
+        ci_low=lo,
+        ci_high=hi,
+        percent_change=pct[0],
+        pct_ci_low=plo,
+        pct_ci_high=phi,
+        p_boot=stats.bootstrap_p_two_sided(d[1:]),
+        p_signflip_seeds=p_flip,
+        cohens_dz_seeds=dz,
+      ),
+    )
     dr.insert(dr.columns.get_loc("roi") + 1, "layer", dr.roi.map(mapping))
     dr = correct_family(dr, family, alpha, "delta_r: ")
   else:
@@ -344,8 +440,19 @@ def compute(inputs: dict, stats_config: Any) -> dict:
     ep = np.array(epochs)[have_e]
     arg = ep[np.argmin(fixed[:, a][:, have_e], axis=1)]  # [B+1, R] epoch of the minimum
     lo, hi = stats.percentile_ci(arg[1:].astype(float), ci)
-    rows.append(pd.DataFrame(dict(rule=rule, roi=rois, layer=[mapping[r] for r in rois], min_epoch=arg[0],
-                                  ci_low=lo, ci_high=hi, share_of_resamples=np.mean(arg[1:] == arg[0], axis=0))))
+    rows.append(
+      pd.DataFrame(
+        dict(
+          rule=rule,
+          roi=rois,
+          layer=[mapping[r] for r in rois],
+          min_epoch=arg[0],
+          ci_low=lo,
+          ci_high=hi,
+          share_of_resamples=np.mean(arg[1:] == arg[0], axis=0),
+        )
+      )
+    )
   tables["min_epoch"] = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
   # main table: each rule at its last checkpoint, fixed layer, CI, ceiling, marks; both group conventions
@@ -353,20 +460,41 @@ def compute(inputs: dict, stats_config: Any) -> dict:
   ru = np.arange(len(rules))
   fin, fin_best, fin_mr = fixed[:, ru, last_idx], best[:, ru, last_idx], fixed_mr[:, ru, last_idx]  # [B+1, Ru, R]
   cols, cols_b, cols_mr = _ci_cols(fin, ci), _ci_cols(fin_best, ci), _ci_cols(fin_mr, ci)
-  main = _tests_frame(dict(rule=rules, epoch=[last[r] for r in rules]), rois, dict(
-      rho=cols["value"], ci_low=cols["ci_low"], ci_high=cols["ci_high"],
-      rho_mean_rdm=cols_mr["value"], mean_rdm_ci_low=cols_mr["ci_low"], mean_rdm_ci_high=cols_mr["ci_high"],
-      best_layer_rho=cols_b["value"], best_ci_low=cols_b["ci_low"], best_ci_high=cols_b["ci_high"],
-      noise_lower=np.broadcast_to(lower[0], fin.shape[1:]), noise_upper=np.broadcast_to(upper[0], fin.shape[1:])))
+  main = _tests_frame(
+    dict(rule=rules, epoch=[last[r] for r in rules]),
+    rois,
+    dict(
+      rho=cols["value"],
+      ci_low=cols["ci_low"],
+      ci_high=cols["ci_high"],
+      rho_mean_rdm=cols_mr["value"],
+      mean_rdm_ci_low=cols_mr["ci_low"],
+      mean_rdm_ci_high=cols_mr["ci_high"],
+      best_layer_rho=cols_b["value"],
+      best_ci_low=cols_b["ci_low"],
+      best_ci_high=cols_b["ci_high"],
+      noise_lower=np.broadcast_to(lower[0], fin.shape[1:]),
+      noise_upper=np.broadcast_to(upper[0], fin.shape[1:]),
+    ),
+  )
   main.insert(main.columns.get_loc("roi") + 1, "layer", main.roi.map(mapping))
   main.insert(7, "excludes_zero", (main.ci_low > 0) | (main.ci_high < 0))
-  main["best_layers_per_seed"] = ["/".join(READOUT_LAYERS[k] for k in best_layer[a, :, last_idx[a], r])
-                                  for a in range(len(rules)) for r in range(len(rois))]
+  main["best_layers_per_seed"] = [
+    "/".join(READOUT_LAYERS[k] for k in best_layer[a, :, last_idx[a], r])
+    for a in range(len(rules))
+    for r in range(len(rois))
+  ]
   sig = []
   for _, m in main.iterrows():
-    hit = pw[(pw.roi == m.roi) & (pw.epoch == m.epoch) & (((pw.rule_a == m.rule) & (pw.rule_b == ref)) |
-                                                         ((pw.rule_a == ref) & (pw.rule_b == m.rule)))] \
-        if len(pw) and m.rule != ref else []
+    hit = (
+      pw[
+        (pw.roi == m.roi)
+        & (pw.epoch == m.epoch)
+        & (((pw.rule_a == m.rule) & (pw.rule_b == ref)) | ((pw.rule_a == ref) & (pw.rule_b == m.rule)))
+      ]
+      if len(pw) and m.rule != ref
+      else []
+    )
     sig.append(bool(hit.significant_bh.iloc[0]) if len(hit) else np.nan)
   main.insert(8, "differs_from_reference", sig)
   tables["main"] = main
@@ -387,15 +515,17 @@ def _partial_column(name: str, form: str) -> str:
   return f"rho_partial_{name}" + ("" if form == "reference" else "_closed")
 
 
-def _partial(inputs: dict, stats_config: Any, last_idx: np.ndarray, resamples: jax.Array,
-             fin: np.ndarray) -> pd.DataFrame:
+def _partial(
+  inputs: dict, stats_config: Any, last_idx: np.ndarray, resamples: jax.Array, fin: np.ndarray
+) -> pd.DataFrame:
   """Partial Spearman (pixel RDM, luminance RDM) at each rule's last checkpoint, fixed layer, with stimulus-
   bootstrap CIs on the same resamples as everything else (`stats.bootstrap_partial`); fin [B+1, Ru, R] is
   the plain rho on those resamples (for the difference partial - plain)."""
   brain = inputs["brain"]
   try:
     layout = inputs["run_config"].brain.get("image_layout", "") or (
-        "flat" if inputs["run_config"].brain.source == "rdms" else "things")
+      "flat" if inputs["run_config"].brain.source == "rdms" else "things"
+    )
     try:
       paths = images.stimulus_paths(inputs["images_dir"], brain.stimuli, layout)
     except TypeError:  # older stimulus_paths(images_dir, stimuli)
@@ -404,21 +534,37 @@ def _partial(inputs: dict, stats_config: Any, last_idx: np.ndarray, resamples: j
   except (OSError, ValueError, KeyError) as e:
     logging.warning("Partial RSA skipped: stimulus images not readable (%s)", e)
     return pd.DataFrame()
-  controls = {"pixel": stats.pixel_rdm_vector(imgs, inputs["pairs"]),
-              "luminance": stats.luminance_rdm_vector(imgs, inputs["pairs"])}
+  controls = {
+    "pixel": stats.pixel_rdm_vector(imgs, inputs["pairs"]),
+    "luminance": stats.luminance_rdm_vector(imgs, inputs["pairs"]),
+  }
   c = inputs["conditions"]
   mapping = dict(stats_config.layer_for_roi)
   rules, seeds, epochs, rois = inputs["rules"], inputs["seeds"], inputs["epochs"], list(brain.rois)
   # the model rows needed: rule x ROI x seed at the rule's last checkpoint and the ROI's fixed layer
-  want = pd.DataFrame([dict(rule=ru, epoch=epochs[last_idx[a]], layer=mapping[roi], seed=s)
-                       for a, ru in enumerate(rules) for roi in rois for s in seeds])
+  want = pd.DataFrame(
+    [
+      dict(rule=ru, epoch=epochs[last_idx[a]], layer=mapping[roi], seed=s)
+      for a, ru in enumerate(rules)
+      for roi in rois
+      for s in seeds
+    ]
+  )
   index = c.reset_index().merge(want, on=["rule", "epoch", "layer", "seed"], how="right")["index"].to_numpy()
   uniq, inv = np.unique(index, return_inverse=True)
   s_count = inputs["brain_vectors"].shape[0]
   y = inputs["brain_vectors"].reshape(-1, inputs["brain_vectors"].shape[-1])  # [S * R, P], row s * R + r
   forms = partial_forms(stats_config)
-  out = stats.bootstrap_partial(inputs["model_vectors"][uniq], y, np.stack(list(controls.values())), inputs["pairs"],
-                                resamples, n=len(brain.stimuli), forms=forms, batch_size=int(stats_config.batch_size))
+  out = stats.bootstrap_partial(
+    inputs["model_vectors"][uniq],
+    y,
+    np.stack(list(controls.values())),
+    inputs["pairs"],
+    resamples,
+    n=len(brain.stimuli),
+    forms=forms,
+    batch_size=int(stats_config.batch_size),
+  )
   v_idx = inv.reshape(len(rules), len(rois), len(seeds))[..., None]  # [Ru, R, Se, 1]
   k_idx = (np.arange(s_count)[None, :] * len(rois) + np.arange(len(rois))[:, None])[None, :, None, :]  # [1, R, 1, S]
   ci = float(stats_config.ci)
@@ -445,8 +591,15 @@ def _ci(lo: float, hi: float, digits: int = 3) -> str:
   return f"[{_fmt(lo, digits)}, {_fmt(hi, digits)}]"
 
 
-def _figures(inputs: dict, result: dict, stats_config: Any, folder: pathlib.Path, title: str, suffix: str = "",
-             heatmaps: bool = True) -> list[str]:
+def _figures(
+  inputs: dict,
+  result: dict,
+  stats_config: Any,
+  folder: pathlib.Path,
+  title: str,
+  suffix: str = "",
+  heatmaps: bool = True,
+) -> list[str]:
   """Writes one section's figures (file names end in `suffix`); returns their file names."""
   traj = result["tables"]["trajectory"]
   nc = result["tables"]["noise_ceiling"].set_index("roi")
@@ -470,8 +623,9 @@ def _figures(inputs: dict, result: dict, stats_config: Any, folder: pathlib.Path
         ax.fill_between(d.epoch, d.ci_low, d.ci_high, color=colours[rule], alpha=0.15, lw=0)
     if show_ceiling and roi in nc.index:  # the upper bound (~0.6 at 3 subjects) is uninformative: table only
       ax.axhspan(nc.loc[roi, "lower_ci_low"], nc.loc[roi, "lower_ci_high"], color="0.9", zorder=0, lw=0)
-      ax.axhline(nc.loc[roi, "lower_value"], color="0.4", ls="--", lw=1, zorder=0,
-                 label="noise ceiling, lower bound (band: CI)")
+      ax.axhline(
+        nc.loc[roi, "lower_value"], color="0.4", ls="--", lw=1, zorder=0, label="noise ceiling, lower bound (band: CI)"
+      )
     ax.axhline(0, color="0.5", lw=0.8)
     ax.set_xscale("symlog", linthresh=1)
     ax.set_xticks(epochs)
@@ -501,7 +655,7 @@ def _figures(inputs: dict, result: dict, stats_config: Any, folder: pathlib.Path
   fig, axes = plt.subplots(nrow, ncol, figsize=(4.3 * ncol, 3.4 * nrow), squeeze=False)
   for ax, roi in zip(axes.ravel(), rois):
     trajectory_axes(ax, roi)
-  for ax in axes.ravel()[len(rois):]:
+  for ax in axes.ravel()[len(rois) :]:
     ax.axis("off")
   h, l = axes.ravel()[0].get_legend_handles_labels()
   fig.legend(h, l, loc="lower center", ncol=min(4, len(l)), frameon=False, fontsize=8)
@@ -518,8 +672,9 @@ def _figures(inputs: dict, result: dict, stats_config: Any, folder: pathlib.Path
         continue
       x = np.concatenate([[0], d.epoch])
       ax.plot(x, np.concatenate([[0], d.delta_r]), marker="o", ms=3, color=colours[rule], label=rule)
-      ax.fill_between(x, np.concatenate([[0], d.ci_low]), np.concatenate([[0], d.ci_high]), color=colours[rule],
-                      alpha=0.15, lw=0)
+      ax.fill_between(
+        x, np.concatenate([[0], d.ci_low]), np.concatenate([[0], d.ci_high]), color=colours[rule], alpha=0.15, lw=0
+      )
     ax.axhline(0, color="0.5", lw=0.8)
     ax.set_xscale("symlog", linthresh=1)
     ax.set_xticks(epochs)
@@ -527,7 +682,7 @@ def _figures(inputs: dict, result: dict, stats_config: Any, folder: pathlib.Path
     ax.set_xlabel("epoch")
     ax.set_ylabel("Δρ relative to epoch 0")
     ax.set_title(roi)
-  for ax in axes.ravel()[len(rois):]:
+  for ax in axes.ravel()[len(rois) :]:
     ax.axis("off")
   h, l = axes.ravel()[0].get_legend_handles_labels()
   if l:
@@ -580,36 +735,40 @@ def _conventions(run: dict, stats_config: Any, n_subjects: int, n_seeds: int) ->
   b = int(stats_config.bootstrap_samples)
   ci_pct = int(round(100 * float(stats_config.ci)))
   rois = run["brain"].rois
-  return ["## Conventions", "",
-          f"* Comparator: `{stats_config.comparator}` (rsatoolbox name). Two group conventions, named: "
-          f"**per-subject** ρ = comparator per subject, mean over the {n_subjects} subjects, then over {n_seeds} "
-          "seeds (P1 v4, P3; the main number); **mean-RDM** ρ = comparator against the subject-mean RDM "
-          "(element-wise mean of the subjects' dissimilarities), per seed, then the seed mean (P1 v1/v2). "
-          "Averaging RDMs first gives higher ρ; the two are not interchangeable (study.md §7.7).",
-          f"* Stimulus bootstrap: B = {b} resamples of the stimuli (seed {stats_config.bootstrap_seed}), the same "
-          "resamples for every condition, resolution and pair set; duplicated stimuli's self-pairs dropped; the "
-          f"pair set re-applied to each resample. {ci_pct}% percentile intervals. Two-sided bootstrap p = "
-          "(2 min(#≤0, #≥0) + 1)/(B + 1).",
-          "* Fixed layer per ROI: " + ", ".join(f"{k}→{v}" for k, v in dict(stats_config.layer_for_roi).items()
-                                               if k in rois)
-          + " (the study's Conv1→V1, Conv1→V2, Conv3→LOC, FC1→IT; V3/hV4→conv2 is brainalign's choice).",
-          "* Best layer: per seed the layer with the highest subject-mean ρ (P3's convention), then the seed mean; "
-          "re-chosen on every resample.",
-          "* Noise ceiling: raw Nili bounds for the per-subject convention (lower = leave-one-subject-out, upper = "
-          "each subject vs the pool of all), pooled as rsatoolbox pools for the comparator (ranks averaged for "
-          "spearman/rho-a/tau-a). No score is divided by a ceiling.",
-          f"* Tests at every milestone: each pair of rules (a rule evaluated at one checkpoint only, such as the "
-          f"untrained `random`, enters every milestone with that checkpoint), and each rule's Δρ from epoch 0. "
-          f"Multiple comparisons: BH-FDR and Holm within the declared family `stats.family = {stats_config.family}`: "
-          f"{FAMILIES[str(stats_config.family)][1]}; each resolution × pair-set section separately; the "
-          f"`family` column of the CSVs names each test's family. α = {stats_config.alpha}.",
-          "* Sign-flip p: exact over all 2^K seed sign assignments, one-sided in the direction of the observed "
-          "difference.",
-          "* Partial RSA (pixel and luminance RDMs controlled): forms " + ", ".join(
-              f"`{f}`" for f in partial_forms(stats_config)) + " (`stats.partial_forms`; `closed` = Pearson r of "
-          "the rank residuals, the textbook partial Spearman; `reference` = Spearman of the residuals, the "
-          "reference implementation's, which re-sorts every residual on every resample and costs ~4x the rest "
-          "of the bootstrap on CPU).", ""]
+  return [
+    "## Conventions",
+    "",
+    f"* Comparator: `{stats_config.comparator}` (rsatoolbox name). Two group conventions, named: "
+    f"**per-subject** ρ = comparator per subject, mean over the {n_subjects} subjects, then over {n_seeds} "
+    "seeds (P1 v4, P3; the main number); **mean-RDM** ρ = comparator against the subject-mean RDM "
+    "(element-wise mean of the subjects' dissimilarities), per seed, then the seed mean (P1 v1/v2). "
+    "Averaging RDMs first gives higher ρ; the two are not interchangeable (study.md §7.7).",
+    f"* Stimulus bootstrap: B = {b} resamples of the stimuli (seed {stats_config.bootstrap_seed}), the same "
+    "resamples for every condition, resolution and pair set; duplicated stimuli's self-pairs dropped; the "
+    f"pair set re-applied to each resample. {ci_pct}% percentile intervals. Two-sided bootstrap p = "
+    "(2 min(#≤0, #≥0) + 1)/(B + 1).",
+    "* Fixed layer per ROI: "
+    + ", ".join(f"{k}→{v}" for k, v in dict(stats_config.layer_for_roi).items() if k in rois)
+    + " (the study's Conv1→V1, Conv1→V2, Conv3→LOC, FC1→IT; V3/hV4→conv2 is brainalign's choice).",
+    "* Best layer: per seed the layer with the highest subject-mean ρ (P3's convention), then the seed mean; "
+    "re-chosen on every resample.",
+    "* Noise ceiling: raw Nili bounds for the per-subject convention (lower = leave-one-subject-out, upper = "
+    "each subject vs the pool of all), pooled as rsatoolbox pools for the comparator (ranks averaged for "
+    "spearman/rho-a/tau-a). No score is divided by a ceiling.",
+    f"* Tests at every milestone: each pair of rules (a rule evaluated at one checkpoint only, such as the "
+    f"untrained `random`, enters every milestone with that checkpoint), and each rule's Δρ from epoch 0. "
+    f"Multiple comparisons: BH-FDR and Holm within the declared family `stats.family = {stats_config.family}`: "
+    f"{FAMILIES[str(stats_config.family)][1]}; each resolution × pair-set section separately; the "
+    f"`family` column of the CSVs names each test's family. α = {stats_config.alpha}.",
+    "* Sign-flip p: exact over all 2^K seed sign assignments, one-sided in the direction of the observed difference.",
+    "* Partial RSA (pixel and luminance RDMs controlled): forms "
+    + ", ".join(f"`{f}`" for f in partial_forms(stats_config))
+    + " (`stats.partial_forms`; `closed` = Pearson r of "
+    "the rank residuals, the textbook partial Spearman; `reference` = Spearman of the residuals, the "
+    "reference implementation's, which re-sorts every residual on every resample and costs ~4x the rest "
+    "of the bootstrap on CPU).",
+    "",
+  ]
 
 
 def _section_markdown(inputs: dict, result: dict, stats_config: Any, figures: list[str], primary: bool) -> list[str]:
@@ -617,79 +776,132 @@ def _section_markdown(inputs: dict, result: dict, stats_config: Any, figures: li
   rules = inputs["rules"]
   rois = list(inputs["brain"].rois)
   head = f"## {inputs['res']} px · `{inputs['pairs_name']}` pairs" + (" (primary)" if primary else "")
-  lines = [head, "", f"{len(inputs['pairs'][0])} pairs of {len(inputs['brain'].stimuli)} stimuli; evaluation "
-           f"resolution {inputs['res']} px.", ""]
+  lines = [
+    head,
+    "",
+    f"{len(inputs['pairs'][0])} pairs of {len(inputs['brain'].stimuli)} stimuli; evaluation "
+    f"resolution {inputs['res']} px.",
+    "",
+  ]
   main = t["main"]
   nc = t["noise_ceiling"].set_index("roi")
-  lines += ["### Main table (per-subject convention)", "",
-            "ρ [CI] per rule (its last checkpoint) and ROI, fixed layer. `*` = CI excludes 0; "
-            f"`†` = difference from `{stats_config.reference_rule}` significant after BH-FDR (family above).", "",
-            "| ROI | layer | noise ceiling lower [CI] | upper | " + " | ".join(
-                f"{r} (ep {main[main.rule == r].epoch.iloc[0]})" for r in rules) + " |",
-            "|" + "---|" * (4 + len(rules))]
+  lines += [
+    "### Main table (per-subject convention)",
+    "",
+    "ρ [CI] per rule (its last checkpoint) and ROI, fixed layer. `*` = CI excludes 0; "
+    f"`†` = difference from `{stats_config.reference_rule}` significant after BH-FDR (family above).",
+    "",
+    "| ROI | layer | noise ceiling lower [CI] | upper | "
+    + " | ".join(f"{r} (ep {main[main.rule == r].epoch.iloc[0]})" for r in rules)
+    + " |",
+    "|" + "---|" * (4 + len(rules)),
+  ]
   for roi in rois:
     cells = []
     for rule in rules:
       m = main[(main.rule == rule) & (main.roi == roi)].iloc[0]
       mark = ("*" if m.excludes_zero else "") + ("†" if m.differs_from_reference is True else "")
       cells.append(f"{_fmt(m.rho)} {_ci(m.ci_low, m.ci_high)}{mark}")
-    lines.append(f"| {roi} | {main[main.roi == roi].layer.iloc[0]} | {_fmt(nc.loc[roi, 'lower_value'])} "
-                 f"{_ci(nc.loc[roi, 'lower_ci_low'], nc.loc[roi, 'lower_ci_high'])} | "
-                 f"{_fmt(nc.loc[roi, 'upper_value'])} | " + " | ".join(cells) + " |")
-  lines += ["", "Mean-RDM convention (P1 v1/v2): ρ with the subject-mean RDM, per seed, then the seed mean [CI]; "
-            "per-subject value beside it:", "",
-            "| ROI | " + " | ".join(rules) + " |", "|" + "---|" * (1 + len(rules))]
+    lines.append(
+      f"| {roi} | {main[main.roi == roi].layer.iloc[0]} | {_fmt(nc.loc[roi, 'lower_value'])} "
+      f"{_ci(nc.loc[roi, 'lower_ci_low'], nc.loc[roi, 'lower_ci_high'])} | "
+      f"{_fmt(nc.loc[roi, 'upper_value'])} | " + " | ".join(cells) + " |"
+    )
+  lines += [
+    "",
+    "Mean-RDM convention (P1 v1/v2): ρ with the subject-mean RDM, per seed, then the seed mean [CI]; "
+    "per-subject value beside it:",
+    "",
+    "| ROI | " + " | ".join(rules) + " |",
+    "|" + "---|" * (1 + len(rules)),
+  ]
   for roi in rois:
-    cells = [f"{_fmt(m.rho_mean_rdm)} {_ci(m.mean_rdm_ci_low, m.mean_rdm_ci_high)} (per-subject {_fmt(m.rho)})"
-             for _, m in main[main.roi == roi].iterrows()]
+    cells = [
+      f"{_fmt(m.rho_mean_rdm)} {_ci(m.mean_rdm_ci_low, m.mean_rdm_ci_high)} (per-subject {_fmt(m.rho)})"
+      for _, m in main[main.roi == roi].iterrows()
+    ]
     lines.append(f"| {roi} | " + " | ".join(cells) + " |")
-  lines += ["", "Best layer (per seed, then mean):", "",
-            "| ROI | " + " | ".join(rules) + " |", "|" + "---|" * (1 + len(rules))]
+  lines += [
+    "",
+    "Best layer (per seed, then mean):",
+    "",
+    "| ROI | " + " | ".join(rules) + " |",
+    "|" + "---|" * (1 + len(rules)),
+  ]
   for roi in rois:
-    cells = [f"{_fmt(m.best_layer_rho)} {_ci(m.best_ci_low, m.best_ci_high)} ({m.best_layers_per_seed})"
-             for _, m in main[main.roi == roi].iterrows()]
+    cells = [
+      f"{_fmt(m.best_layer_rho)} {_ci(m.best_ci_low, m.best_ci_high)} ({m.best_layers_per_seed})"
+      for _, m in main[main.roi == roi].iterrows()
+    ]
     lines.append(f"| {roi} | " + " | ".join(cells) + " |")
   pw = t["pairwise"]
   if len(pw):
-    lines += ["", "### Pairwise differences (fixed layer, every milestone)", "",
-              f"Family: {FAMILIES[str(stats_config.family)][1].split(';')[0]}.", "",
-              "| milestone | ROI | A − B | Δρ [CI] | p (bootstrap) | q (BH) | p (Holm) | p (sign flip, seeds) | "
-              "d (seeds) | d (subjects) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+      "",
+      "### Pairwise differences (fixed layer, every milestone)",
+      "",
+      f"Family: {FAMILIES[str(stats_config.family)][1].split(';')[0]}.",
+      "",
+      "| milestone | ROI | A − B | Δρ [CI] | p (bootstrap) | q (BH) | p (Holm) | p (sign flip, seeds) | "
+      "d (seeds) | d (subjects) |",
+      "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for _, r in pw.iterrows():
-      lines.append(f"| {r.epoch} | {r.roi} | {r.rule_a} (ep {r.epoch_a}) − {r.rule_b} (ep {r.epoch_b}) | "
-                   f"{_fmt(r['diff'], 4)} {_ci(r.ci_low, r.ci_high, 4)} | {_fmt(r.p_boot, 4)} | {_fmt(r.q_bh, 4)} | "
-                   f"{_fmt(r.p_holm, 4)} | {_fmt(r.p_signflip_seeds, 3)} | {_fmt(r.cohens_d_seeds, 2)} | "
-                   f"{_fmt(r.cohens_d_subjects, 2)} |")
+      lines.append(
+        f"| {r.epoch} | {r.roi} | {r.rule_a} (ep {r.epoch_a}) − {r.rule_b} (ep {r.epoch_b}) | "
+        f"{_fmt(r['diff'], 4)} {_ci(r.ci_low, r.ci_high, 4)} | {_fmt(r.p_boot, 4)} | {_fmt(r.q_bh, 4)} | "
+        f"{_fmt(r.p_holm, 4)} | {_fmt(r.p_signflip_seeds, 3)} | {_fmt(r.cohens_d_seeds, 2)} | "
+        f"{_fmt(r.cohens_d_subjects, 2)} |"
+      )
   dr = t["delta_r"]
   if len(dr):
-    lines += ["", "### Δρ from epoch 0 (fixed layer)", "",
-              f"Family: {FAMILIES[str(stats_config.family)][1].split('; for Δρ, ')[-1]}.", "",
-              "| rule | epoch | ROI | ρ(0) | ρ | Δρ [CI] | % change [CI] | q (BH) | p (Holm) | p (sign flip) |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+      "",
+      "### Δρ from epoch 0 (fixed layer)",
+      "",
+      f"Family: {FAMILIES[str(stats_config.family)][1].split('; for Δρ, ')[-1]}.",
+      "",
+      "| rule | epoch | ROI | ρ(0) | ρ | Δρ [CI] | % change [CI] | q (BH) | p (Holm) | p (sign flip) |",
+      "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for _, r in dr.iterrows():
-      lines.append(f"| {r.rule} | {r.epoch} | {r.roi} | {_fmt(r.rho_epoch0)} | {_fmt(r.rho)} | "
-                   f"{_fmt(r.delta_r, 4)} {_ci(r.ci_low, r.ci_high, 4)} | {_fmt(r.percent_change, 1)} "
-                   f"{_ci(r.pct_ci_low, r.pct_ci_high, 1)} | {_fmt(r.q_bh, 4)} | {_fmt(r.p_holm, 4)} | "
-                   f"{_fmt(r.p_signflip_seeds, 3)} |")
+      lines.append(
+        f"| {r.rule} | {r.epoch} | {r.roi} | {_fmt(r.rho_epoch0)} | {_fmt(r.rho)} | "
+        f"{_fmt(r.delta_r, 4)} {_ci(r.ci_low, r.ci_high, 4)} | {_fmt(r.percent_change, 1)} "
+        f"{_ci(r.pct_ci_low, r.pct_ci_high, 1)} | {_fmt(r.q_bh, 4)} | {_fmt(r.p_holm, 4)} | "
+        f"{_fmt(r.p_signflip_seeds, 3)} |"
+      )
   me = t["min_epoch"]
   if len(me):
-    lines += ["", "### Epoch of the lowest alignment (fixed layer)", "",
-              "| rule | ROI | epoch | CI | share of resamples |", "|---|---|---|---|---|"]
+    lines += [
+      "",
+      "### Epoch of the lowest alignment (fixed layer)",
+      "",
+      "| rule | ROI | epoch | CI | share of resamples |",
+      "|---|---|---|---|---|",
+    ]
     for _, r in me.iterrows():
-      lines.append(f"| {r.rule} | {r.roi} | {r.min_epoch} | {_ci(r.ci_low, r.ci_high, 0)} | "
-                   f"{r.share_of_resamples:.2f} |")
+      lines.append(
+        f"| {r.rule} | {r.roi} | {r.min_epoch} | {_ci(r.ci_low, r.ci_high, 0)} | {r.share_of_resamples:.2f} |"
+      )
   pr = t["partial_rsa"]
   if len(pr):
     forms = partial_forms(stats_config)
     px, lum = _partial_column("pixel", forms[0]), _partial_column("luminance", forms[0])
     other = f"; {', '.join(forms[1:])} form in the CSV" if len(forms) > 1 else ""
-    lines += ["", f"### Partial RSA ({forms[0]} form [CI]{other})", "",
-              "| rule | ROI | ρ | ρ partial (pixel) | ρ partial (luminance) | partial (pixel) − ρ |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+      "",
+      f"### Partial RSA ({forms[0]} form [CI]{other})",
+      "",
+      "| rule | ROI | ρ | ρ partial (pixel) | ρ partial (luminance) | partial (pixel) − ρ |",
+      "|---|---|---|---|---|---|",
+    ]
     for _, r in pr.iterrows():
-      lines.append(f"| {r.rule} | {r.roi} | {_fmt(r.rho)} | {_fmt(r[px])} {_ci(r[px + '_ci_low'], r[px + '_ci_high'])} "
-                   f"| {_fmt(r[lum])} {_ci(r[lum + '_ci_low'], r[lum + '_ci_high'])} | {_fmt(r.delta_pixel, 4)} "
-                   f"{_ci(r.delta_pixel_ci_low, r.delta_pixel_ci_high, 4)} |")
+      lines.append(
+        f"| {r.rule} | {r.roi} | {_fmt(r.rho)} | {_fmt(r[px])} {_ci(r[px + '_ci_low'], r[px + '_ci_high'])} "
+        f"| {_fmt(r[lum])} {_ci(r[lum + '_ci_low'], r[lum + '_ci_high'])} | {_fmt(r.delta_pixel, 4)} "
+        f"{_ci(r.delta_pixel_ci_low, r.delta_pixel_ci_high, 4)} |"
+      )
   lines += ["", "### Figures", ""] + [f"![{f}](figures/{f})" for f in figures] + [""]
   return lines
 
@@ -701,7 +913,7 @@ def report(workdir: str, stats_config: Any) -> dict:
   first; the CSVs hold every section (columns `resolution`, `pairs`, `primary`).
   """
   workdir = pathlib.Path(workdir).expanduser().resolve()
-  stats._check_method(stats_config.comparator)  # pylint: disable=protected-access
+  stats._check_method(stats_config.comparator)
   _check_family(str(stats_config.family))
   run = load_run(workdir)
   out = workdir / "report"
@@ -716,14 +928,23 @@ def report(workdir: str, stats_config: Any) -> dict:
     result = compute(inputs, stats_config)
     for name, df in result["tables"].items():
       df = df.copy()
-      for pos, (col, val) in enumerate((("data", data_label), ("resolution", res), ("pairs", pairs_name),
-                                        ("primary", k == 0))):
+      for pos, (col, val) in enumerate(
+        (("data", data_label), ("resolution", res), ("pairs", pairs_name), ("primary", k == 0))
+      ):
         df.insert(pos, col, val)
       tables.setdefault(name, []).append(df)
-    title = ("SIMULATED brain (demo, not real fMRI)" if data_label == "simulated" else "THINGS-fMRI") + \
-            f" · {res} px · {pairs_name} pairs"
-    figs = _figures(inputs, result, stats_config, out / "figures", title,
-                    suffix="" if k == 0 else f"_{res}px_{pairs_name}", heatmaps=k == 0)
+    title = (
+      "SIMULATED brain (demo, not real fMRI)" if data_label == "simulated" else "THINGS-fMRI"
+    ) + f" · {res} px · {pairs_name} pairs"
+    figs = _figures(
+      inputs,
+      result,
+      stats_config,
+      out / "figures",
+      title,
+      suffix="" if k == 0 else f"_{res}px_{pairs_name}",
+      heatmaps=k == 0,
+    )
     body += _section_markdown(inputs, result, stats_config, figs, primary=k == 0)
   merged = {name: pd.concat(dfs, ignore_index=True) for name, dfs in tables.items()}
   for name, df in merged.items():

@@ -28,13 +28,13 @@ plain int32 sort takes the fast path (~10 ms per 258,840-vector): for 160 such v
 takes ~13 s of CPU and `average_ranks` ~3.5 s (2-core AMD EPYC, jax 0.10.2).
 """
 
-from collections.abc import Sequence
 import functools
+from collections.abc import Sequence
 
 import jax
-from jax import lax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 METRICS = ("correlation", "cosine", "euclidean")
 
@@ -95,9 +95,7 @@ def rdm(x: jax.Array, metric: str = "correlation") -> jax.Array:
   return _finish(metric, _gram(z), sq_i, sq_j, same)
 
 
-def rdm_vectors(
-    x: jax.Array, pairs: tuple[jax.Array, jax.Array], metric: str = "correlation"
-) -> jax.Array:
+def rdm_vectors(x: jax.Array, pairs: tuple[jax.Array, jax.Array], metric: str = "correlation") -> jax.Array:
   """Upper-triangle dissimilarity vectors, `rdm(x, metric)[..., i, j]` for the given pairs.
 
   Args:
@@ -290,7 +288,7 @@ def spearman_grid(model_vectors: jax.Array, brain_ranks: jax.Array) -> jax.Array
   """
   if model_vectors.shape[-1] != brain_ranks.shape[-1]:
     raise ValueError(
-        f"model has {model_vectors.shape[-1]} pairs, brain {brain_ranks.shape[-1]}: rank both on the same pairs"
+      f"model has {model_vectors.shape[-1]} pairs, brain {brain_ranks.shape[-1]}: rank both on the same pairs"
     )
   return _rho(*_centred_doubled_ranks(model_vectors), brain_ranks)
 
@@ -316,10 +314,10 @@ def _rsa_grid(features, brain_ranks, i, j, metric):
 
 
 def rsa_grid(
-    features: Sequence[jax.Array],
-    brain_ranks: jax.Array,
-    pairs: tuple[jax.Array, jax.Array],
-    metric: str = "correlation",
+  features: Sequence[jax.Array],
+  brain_ranks: jax.Array,
+  pairs: tuple[jax.Array, jax.Array],
+  metric: str = "correlation",
 ) -> jax.Array:
   """The whole RSA score grid in one compiled call.
 
@@ -354,6 +352,6 @@ def rsa_grid(
   j = jnp.asarray(j, dtype=jnp.int32)
   if i.shape != j.shape or i.ndim != 1 or i.shape[0] != brain_ranks.shape[-1]:
     raise ValueError(
-        f"pairs {i.shape}/{j.shape} vs brain ranks over {brain_ranks.shape[-1]} pairs: rank both on the same pairs"
+      f"pairs {i.shape}/{j.shape} vs brain ranks over {brain_ranks.shape[-1]} pairs: rank both on the same pairs"
     )
   return _rsa_grid(features, brain_ranks, i, j, metric=metric)

@@ -39,13 +39,14 @@ subject-mean RDM (element-wise mean of the subjects' dissimilarities; P1 v1/v2) 
 Partial RSA (`partial_spearman`) has the same stimulus bootstrap in `bootstrap_partial` (weighted ranks,
 weighted least-squares residuals, weighted re-ranking).
 """
+
 import functools
 import warnings
 
 import jax
-from jax import lax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from brainalign import rsa
 
@@ -63,10 +64,11 @@ def _check_method(method: str) -> None:
 # Weighted kernels (weights = multiplicities of the original pairs in a resample; all ones = no resampling)
 # ----------------------------------------------------------------------------------------------------
 
+
 def _order_keys(v: jax.Array) -> jax.Array:
   """[..., P] values -> int32 [..., P] keys in [1, P] with the order and ties of v (average rank // 1)."""
   # 2 x average rank of a tie run [s, s + t) is 2s + 1 + t; halving keeps distinct runs distinct.
-  return rsa._doubled_ranks(v) // 2  # pylint: disable=protected-access
+  return rsa._doubled_ranks(v) // 2
 
 
 def _weighted_ranks(keys: jax.Array, w: jax.Array, nbins: int) -> jax.Array:
@@ -153,10 +155,10 @@ def _scores(data: jax.Array, w: jax.Array, method: str, nbins: int) -> jax.Array
     # one vector at a time: a vmapped scatter-add is ~10x slower on the XLA CPU backend
     if isinstance(data, tuple):  # rank plans
       shape = data[0].shape
-      rank_one = lambda plan: _planned_ranks(plan, w)  # noqa: E731
+      rank_one = lambda plan: _planned_ranks(plan, w)
     else:
       shape = data.shape
-      rank_one = lambda k: _weighted_ranks(k, w, nbins)  # noqa: E731
+      rank_one = lambda k: _weighted_ranks(k, w, nbins)
     flat = jax.tree.map(lambda a: a.reshape(-1, shape[-1]), data)
     r = lax.map(rank_one, flat).reshape(shape)
     return r - (jnp.sum(w) + 1.0) / 2.0  # mean of ranks 1..W
@@ -169,7 +171,7 @@ def _similarity(dots: jax.Array, nx: jax.Array, ny: jax.Array, w: jax.Array, met
   """dots [..., A, B] = sum w x y of transformed vectors; nx [A], ny [B] = sum w x^2 -> similarity."""
   if method == "rho-a":
     n = jnp.sum(w)
-    return dots * 12.0 / (n ** 3 - n)
+    return dots * 12.0 / (n**3 - n)
   return dots / jnp.sqrt(nx[:, None] * ny[None, :])
 
 
@@ -188,7 +190,7 @@ def _paired(x: jax.Array, y: jax.Array, w: jax.Array, method: str) -> jax.Array:
   dots = jnp.sum(xw * y, axis=-1)
   if method == "rho-a":
     n = jnp.sum(w)
-    return dots * 12.0 / (n ** 3 - n)
+    return dots * 12.0 / (n**3 - n)
   return dots / jnp.sqrt(jnp.sum(xw * x, axis=-1) * jnp.sum(y * w * y, axis=-1))
 
 
@@ -207,7 +209,7 @@ def _ceiling(brain_t: jax.Array, w: jax.Array, method: str, pool_bins: int):
     pooled_t = _scores(pools, w, method, pool_bins)
   else:
     # corr: brain_t is centred, so this z-scores (ddof 0); cosine: RMS-normalises (rsatoolbox pool_rdm)
-    v = brain_t / jnp.sqrt(jnp.sum(w * brain_t ** 2, axis=-1, keepdims=True) / jnp.sum(w))
+    v = brain_t / jnp.sqrt(jnp.sum(w * brain_t**2, axis=-1, keepdims=True) / jnp.sum(w))
     total = jnp.sum(v, axis=0)
     pools = jnp.concatenate([(total[None] - v) / (s_count - 1), total[None] / s_count], axis=0)
     pooled_t = _scores(pools, w, method, pool_bins)
@@ -317,15 +319,19 @@ def _tau_a_kernel(xs: jax.Array, perm: jax.Array, yk: jax.Array, w: jax.Array, b
     zeros_before = _scan_add(zero) - zero
     zin = zeros_before - zeros_before[gstart]  # group members before this one with bit 0
     pos = jnp.where(bit == 0, gstart + zin, below[(2 * pre + 1) << shift] + (idx - gstart - zin))
-    put = lambda a: jnp.zeros_like(a).at[pos].set(a, unique_indices=True)  # noqa: E731
+    put = lambda a: jnp.zeros_like(a).at[pos].set(a, unique_indices=True)
     return put(x), put(y), put(w), d_hi + hi, d_lo + lo
 
   zero32 = jnp.int32(0)
   x_seq, w_seq = x, w
   x, y, w, d_hi, d_lo = lax.fori_loop(0, bits, level, (x, y, w, zero32, zero32))
   # now ordered by y (stably, so equal (x, y) entries are adjacent)
-  counts = (_tied_pairs(jnp.zeros(p, bool).at[0].set(True), w_seq), _tied_pairs(_run_starts(x_seq), w_seq),
-            _tied_pairs(_run_starts(y), w), _tied_pairs(_run_starts(y, x), w))
+  counts = (
+    _tied_pairs(jnp.zeros(p, bool).at[0].set(True), w_seq),
+    _tied_pairs(_run_starts(x_seq), w_seq),
+    _tied_pairs(_run_starts(y), w),
+    _tied_pairs(_run_starts(y, x), w),
+  )
   (t_hi, t_lo), (x_hi, x_lo), (y_hi, y_lo), (b_hi, b_lo) = (_exact_sum(c) for c in counts)
   num_hi = t_hi - x_hi - y_hi + b_hi - 2 * d_hi
   num_lo = t_lo - x_lo - y_lo + b_lo - 2 * d_lo
@@ -344,16 +350,22 @@ def _tau_grid(x_sorted, x_perm, y_keys, w, bits):
   a_count, b_count = x_sorted.shape[0], y_keys.shape[0]
   ai, bi = (g.ravel() for g in jnp.meshgrid(jnp.arange(a_count), jnp.arange(b_count), indexing="ij"))
   w = w.astype(jnp.int32)
-  out = lax.map(lambda ab: _tau_a_kernel(x_sorted[ab[0]], x_perm[ab[0]], y_keys[ab[1]], w, bits), (ai, bi),
-                batch_size=rsa._loop_batch(a_count * b_count))  # pylint: disable=protected-access
+  out = lax.map(
+    lambda ab: _tau_a_kernel(x_sorted[ab[0]], x_perm[ab[0]], y_keys[ab[1]], w, bits),
+    (ai, bi),
+    batch_size=rsa._loop_batch(a_count * b_count),
+  )
   return out.reshape(a_count, b_count)
 
 
 def _tau_paired(x_sorted, x_perm, y_keys, w, bits):
   """[K, P] each (row k of x with row k of y), w [P] -> [K] tau-a."""
   w = w.astype(jnp.int32)
-  return lax.map(lambda k: _tau_a_kernel(x_sorted[k], x_perm[k], y_keys[k], w, bits), jnp.arange(x_sorted.shape[0]),
-                 batch_size=rsa._loop_batch(x_sorted.shape[0]))  # pylint: disable=protected-access
+  return lax.map(
+    lambda k: _tau_a_kernel(x_sorted[k], x_perm[k], y_keys[k], w, bits),
+    jnp.arange(x_sorted.shape[0]),
+    batch_size=rsa._loop_batch(x_sorted.shape[0]),
+  )
 
 
 def tau_a(x: jax.Array, y: jax.Array, weights: jax.Array | None = None) -> jax.Array:
@@ -409,8 +421,9 @@ def _ceiling_tau(brain_keys: jax.Array, brain_sorted: jax.Array, brain_perm: jax
   xs, xp = brain_sorted.reshape(-1, p), brain_perm.reshape(-1, p)
   bits = _key_bits(p)
   lower = _tau_paired(xs, xp, pools[:s_count].reshape(-1, p), w, bits).reshape(s_count, r_count)
-  upper = _tau_paired(xs, xp, jnp.broadcast_to(pools[s_count], brain_keys.shape).reshape(-1, p), w,
-                      bits).reshape(s_count, r_count)
+  upper = _tau_paired(xs, xp, jnp.broadcast_to(pools[s_count], brain_keys.shape).reshape(-1, p), w, bits).reshape(
+    s_count, r_count
+  )
   return jnp.mean(lower, axis=0), jnp.mean(upper, axis=0)
 
 
@@ -467,8 +480,9 @@ PLAN_MIN_RESAMPLES = 64
 
 
 @functools.partial(jax.jit, static_argnames=("n", "method", "batch_size", "model_chunk", "mean_rdm", "rank_plan"))
-def _bootstrap(model_vectors, brain_vectors, i, j, resamples, *, n, method, batch_size, model_chunk, mean_rdm,
-               rank_plan):
+def _bootstrap(
+  model_vectors, brain_vectors, i, j, resamples, *, n, method, batch_size, model_chunk, mean_rdm, rank_plan
+):
   s_count = brain_vectors.shape[0]
   if mean_rdm:  # the subject-mean RDM (element-wise mean of the raw dissimilarities) as one more "subject"
     brain_vectors = jnp.concatenate([brain_vectors, jnp.mean(brain_vectors, axis=0, keepdims=True)])
@@ -483,8 +497,9 @@ def _bootstrap(model_vectors, brain_vectors, i, j, resamples, *, n, method, batc
 
   def one(idx):  # [n] stimulus indices of one resample
     counts = jnp.zeros(n, jnp.float32).at[idx].add(1.0)
-    return _evaluate(counts, model_data, model_bad, brain_data, brain_bad, i, j, method, model_chunk, pool_bins,
-                     s_count)
+    return _evaluate(
+      counts, model_data, model_bad, brain_data, brain_bad, i, j, method, model_chunk, pool_bins, s_count
+    )
 
   return lax.map(one, resamples, batch_size=batch_size)
 
@@ -507,9 +522,19 @@ def identity_resample(n: int) -> jax.Array:
   return jnp.arange(n, dtype=jnp.int32)[None]
 
 
-def bootstrap_rsa(model_vectors: jax.Array, brain_vectors: jax.Array, pairs: tuple[jax.Array, jax.Array],
-                  resamples: jax.Array, *, n: int, method: str = "spearman", batch_size: int = 1,
-                  model_chunk: int = 32, mean_rdm: bool = False, rank_plan: bool | None = None) -> dict:
+def bootstrap_rsa(
+  model_vectors: jax.Array,
+  brain_vectors: jax.Array,
+  pairs: tuple[jax.Array, jax.Array],
+  resamples: jax.Array,
+  *,
+  n: int,
+  method: str = "spearman",
+  batch_size: int = 1,
+  model_chunk: int = 32,
+  mean_rdm: bool = False,
+  rank_plan: bool | None = None,
+) -> dict:
   """RSA of every model RDM vs every (ROI, subject) and the noise ceiling, on every resample, in one call.
 
   Args:
@@ -540,8 +565,9 @@ def bootstrap_rsa(model_vectors: jax.Array, brain_vectors: jax.Array, pairs: tup
   model_vectors = jnp.asarray(model_vectors)
   brain_vectors = jnp.asarray(brain_vectors)
   if model_vectors.ndim != 2 or brain_vectors.ndim != 3:
-    raise ValueError(f"expected model_vectors [V, P] and brain_vectors [S, R, P], got {model_vectors.shape} "
-                     f"and {brain_vectors.shape}")
+    raise ValueError(
+      f"expected model_vectors [V, P] and brain_vectors [S, R, P], got {model_vectors.shape} and {brain_vectors.shape}"
+    )
   i, j = (jnp.asarray(a, jnp.int32) for a in pairs)
   p = i.shape[0]
   if model_vectors.shape[1] != p or brain_vectors.shape[2] != p or j.shape[0] != p:
@@ -551,13 +577,22 @@ def bootstrap_rsa(model_vectors: jax.Array, brain_vectors: jax.Array, pairs: tup
   resamples = jnp.asarray(resamples, jnp.int32)
   if resamples.ndim != 2 or resamples.shape[1] != n:
     raise ValueError(f"resamples must be [B, n={n}], got {resamples.shape}")
-  if p >= 2 ** 24 or _pool_bins(brain_vectors.shape[0], n * (n - 1) // 2) >= 2 ** 31:
+  if p >= 2**24 or _pool_bins(brain_vectors.shape[0], n * (n - 1) // 2) >= 2**31:
     raise ValueError(f"n={n} stimuli is too many for exact float32 ranks / int32 pooled keys")
   model_chunk = max(1, min(int(model_chunk), model_vectors.shape[0]))
-  rho, lower, upper = _bootstrap(model_vectors, brain_vectors, i, j, resamples, n=int(n), method=method,
-                                 batch_size=int(batch_size), model_chunk=model_chunk, mean_rdm=bool(mean_rdm),
-                                 rank_plan=bool(resamples.shape[0] >= PLAN_MIN_RESAMPLES if rank_plan is None
-                                                else rank_plan))
+  rho, lower, upper = _bootstrap(
+    model_vectors,
+    brain_vectors,
+    i,
+    j,
+    resamples,
+    n=int(n),
+    method=method,
+    batch_size=int(batch_size),
+    model_chunk=model_chunk,
+    mean_rdm=bool(mean_rdm),
+    rank_plan=bool(resamples.shape[0] >= PLAN_MIN_RESAMPLES if rank_plan is None else rank_plan),
+  )
   s_count = brain_vectors.shape[0]
   out = {"rho": rho[..., :s_count], "noise_lower": lower, "noise_upper": upper}
   if mean_rdm:
@@ -623,6 +658,7 @@ def _noise_ceiling(brain_vectors, *, method):
 # Bootstrap summaries (host side, vectorised over whole grids)
 # ----------------------------------------------------------------------------------------------------
 
+
 def percentile_ci(samples: np.ndarray, ci: float = 0.95, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
   """Percentile interval of bootstrap samples (NaN samples ignored).
 
@@ -674,7 +710,7 @@ def sign_flip_p(diffs: np.ndarray) -> np.ndarray:
   k = d.shape[-1]
   if not 1 <= k <= 20:
     raise ValueError(f"sign_flip_p enumerates 2^K assignments; K must be in [1, 20], got {k}")
-  signs = 1.0 - 2.0 * ((np.arange(2 ** k)[:, None] >> np.arange(k)[None, :]) & 1)  # [2^K, K]
+  signs = 1.0 - 2.0 * ((np.arange(2**k)[:, None] >> np.arange(k)[None, :]) & 1)  # [2^K, K]
   null = d @ signs.T / k  # [..., 2^K]
   obs = d.mean(axis=-1, keepdims=True)
   tol = 1e-12 * np.abs(d).sum(axis=-1, keepdims=True)
@@ -758,6 +794,7 @@ def cohens_dz(diffs: np.ndarray) -> np.ndarray:
 # Partial RSA (study.md §8.10)
 # ----------------------------------------------------------------------------------------------------
 
+
 def _residualise(x: jax.Array, z: jax.Array) -> jax.Array:
   """Centred-rank residual of x on z: x~ - (<x~, z~>/<z~, z~>) z~ ([..., P], z [P])."""
   xc = rsa.centred_ranks(x)
@@ -767,8 +804,9 @@ def _residualise(x: jax.Array, z: jax.Array) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("form",))
-def partial_spearman(model_vectors: jax.Array, brain_vectors: jax.Array, control: jax.Array,
-                     form: str = "reference") -> jax.Array:
+def partial_spearman(
+  model_vectors: jax.Array, brain_vectors: jax.Array, control: jax.Array, form: str = "reference"
+) -> jax.Array:
   """Spearman partial correlation of model and brain RDMs controlling for one nuisance RDM.
 
   Both are ranked, centred and residualised on the centred ranks of the control by least squares.
@@ -814,7 +852,7 @@ def _partial_one(rx, ry, rz, w, forms):
   resample and shared by every control. Returns {form: [V, K]}.
   """
   p = w.shape[0]
-  ranks = lambda k: _scores(k, w, "spearman", p + 1)  # weighted mid-ranks minus their weighted mean  # noqa: E731
+  ranks = lambda k: _scores(k, w, "spearman", p + 1)  # weighted mid-ranks minus their weighted mean
   zz = _wsum(rz, rz, w)
 
   def residual(r):
@@ -855,9 +893,17 @@ def _bootstrap_partial(model_vectors, brain_vectors, controls, i, j, resamples, 
   return {f: jnp.where(bad[None], jnp.nan, v) for f, v in out.items()}
 
 
-def bootstrap_partial(model_vectors: jax.Array, brain_vectors: jax.Array, controls: jax.Array,
-                      pairs: tuple[jax.Array, jax.Array], resamples: jax.Array, *, n: int,
-                      forms: tuple[str, ...] = PARTIAL_FORMS, batch_size: int = 1) -> dict:
+def bootstrap_partial(
+  model_vectors: jax.Array,
+  brain_vectors: jax.Array,
+  controls: jax.Array,
+  pairs: tuple[jax.Array, jax.Array],
+  resamples: jax.Array,
+  *,
+  n: int,
+  forms: tuple[str, ...] = PARTIAL_FORMS,
+  batch_size: int = 1,
+) -> dict:
   """Partial Spearman RSA (`partial_spearman`) on every stimulus resample, in one compiled call.
 
   The same machinery as `bootstrap_rsa`: a resample is the integer pair weights w = c_i c_j (c = draws
@@ -886,13 +932,16 @@ def bootstrap_partial(model_vectors: jax.Array, brain_vectors: jax.Array, contro
   i, j = (jnp.asarray(a, jnp.int32) for a in pairs)
   p = i.shape[0]
   if model_vectors.shape[1] != p or brain_vectors.shape[1] != p or controls.shape[1] != p:
-    raise ValueError(f"pair counts differ: pairs {p}, model {model_vectors.shape}, brain {brain_vectors.shape}, "
-                     f"controls {controls.shape}")
+    raise ValueError(
+      f"pair counts differ: pairs {p}, model {model_vectors.shape}, brain {brain_vectors.shape}, "
+      f"controls {controls.shape}"
+    )
   resamples = jnp.asarray(resamples, jnp.int32)
   if resamples.ndim != 2 or resamples.shape[1] != n:
     raise ValueError(f"resamples must be [B, n={n}], got {resamples.shape}")
-  return _bootstrap_partial(model_vectors, brain_vectors, controls, i, j, resamples, forms=forms,
-                            batch_size=int(batch_size))
+  return _bootstrap_partial(
+    model_vectors, brain_vectors, controls, i, j, resamples, forms=forms, batch_size=int(batch_size)
+  )
 
 
 def pixel_rdm_vector(images: np.ndarray, pairs: tuple[np.ndarray, np.ndarray]) -> np.ndarray:

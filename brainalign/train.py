@@ -12,8 +12,10 @@ backend an epoch is a Python loop over one jitted, seed-vmapped step ("python");
 is one scanned, jitted call ("scan"). Either way the data, shuffling and augmentation stay on the device and
 metrics are read back once per epoch.
 """
+
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -31,16 +33,23 @@ def seed_key_data(seeds) -> np.ndarray:
   return np.stack([np.asarray(jax.random.key_data(jax.random.key(int(s)))) for s in seeds])
 
 
-def create_train_state(key_data: jax.Array, *, model: Any, rule: LearningRule,
-                       image_shape: tuple[int, int, int]) -> TrainState:
+def create_train_state(
+  key_data: jax.Array, *, model: Any, rule: LearningRule, image_shape: tuple[int, int, int]
+) -> TrainState:
   """Initial state of one seed. key_data: [2] uint32; image_shape: (H, W, C) of the training images."""
   key = jax.random.wrap_key_data(key_data)
   variables = model.init(jax.random.fold_in(key, _INIT), jnp.zeros((1,) + tuple(image_shape)), train=False)
   params, batch_stats = variables["params"], variables["batch_stats"]
   rule_state = rule.init(params, jax.random.fold_in(key, _RULE_INIT))
-  return TrainState(step=jnp.zeros((), jnp.int32), epoch=jnp.zeros((), jnp.int32), key=key_data,
-                    params=params, batch_stats=batch_stats, rule_state=rule_state,
-                    opt_state=rule.optimizer.init(params))
+  return TrainState(
+    step=jnp.zeros((), jnp.int32),
+    epoch=jnp.zeros((), jnp.int32),
+    key=key_data,
+    params=params,
+    batch_stats=batch_stats,
+    rule_state=rule_state,
+    opt_state=rule.optimizer.init(params),
+  )
 
 
 def augment(key: jax.Array, images: jax.Array, *, pad: int, flip: bool) -> jax.Array:
@@ -77,8 +86,18 @@ def epoch_order(key_data: jax.Array, epoch: jax.Array, n: int) -> jax.Array:
   return jax.random.permutation(key, n).astype(jnp.int32)
 
 
-def make_train_step(model: Any, rule: LearningRule, *, batch_size: int, steps_per_epoch: int,
-                    mean: np.ndarray, std: np.ndarray, pad: int, flip: bool, diagnose: bool = False) -> Callable:
+def make_train_step(
+  model: Any,
+  rule: LearningRule,
+  *,
+  batch_size: int,
+  steps_per_epoch: int,
+  mean: np.ndarray,
+  std: np.ndarray,
+  pad: int,
+  flip: bool,
+  diagnose: bool = False,
+) -> Callable:
   """Returns step(state, images_u8 [N, H, W, 3], labels [N], order=None) -> (state, metrics) for ONE seed.
 
   The batch is slice `state.step % steps_per_epoch` of this epoch's permutation (last partial batch dropped).
@@ -98,16 +117,23 @@ def make_train_step(model: Any, rule: LearningRule, *, batch_size: int, steps_pe
     aug_key, rule_key = jax.random.split(jax.random.fold_in(jax.random.fold_in(key, _STEP), state.step))
     x = augment(aug_key, images[idx].astype(jnp.float32) / 255.0, pad=pad, flip=flip)
     batch = {"image": (x - mean) / std, "label": labels[idx]}
-    extra = {"diagnose": True} if diagnose else {}          # rules without diagnostics need not take the flag
-    updates, stats, rule_state, metrics = rule.update(state.params, state.batch_stats, state.rule_state,
-                                                      batch, rule_key, **extra)
+    extra = {"diagnose": True} if diagnose else {}  # rules without diagnostics need not take the flag
+    updates, stats, rule_state, metrics = rule.update(
+      state.params, state.batch_stats, state.rule_state, batch, rule_key, **extra
+    )
     updates, opt_state = rule.optimizer.update(updates, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     if rule.project is not None:
       params = rule.project(params)
     new_step = state.step + 1
-    return state._replace(step=new_step, epoch=new_step // steps_per_epoch, params=params, batch_stats=stats,
-                          rule_state=rule_state, opt_state=opt_state), metrics
+    return state._replace(
+      step=new_step,
+      epoch=new_step // steps_per_epoch,
+      params=params,
+      batch_stats=stats,
+      rule_state=rule_state,
+      opt_state=opt_state,
+    ), metrics
 
   return step
 
@@ -121,8 +147,9 @@ def resolve_driver(driver: str) -> str:
   return driver
 
 
-def make_epoch_runner(step: Callable, *, steps_per_epoch: int, driver: str, per_seed_data: bool = False,
-                      last_step: Callable | None = None) -> Callable:
+def make_epoch_runner(
+  step: Callable, *, steps_per_epoch: int, driver: str, per_seed_data: bool = False, last_step: Callable | None = None
+) -> Callable:
   """Returns run_epoch(state [S, ...], images, labels) -> (state, {metric: [S]}) over all seeds.
 
   images/labels are shared by all seeds ([N, ...]) unless per_seed_data ([S, N, ...]).
@@ -150,17 +177,20 @@ def make_epoch_runner(step: Callable, *, steps_per_epoch: int, driver: str, per_
     return out
 
   if driver == "scan":
+
     @functools.partial(jax.jit, donate_argnums=0)
     def scanned(state, images, labels):
       order = orders(state, labels)
-      state, metrics = jax.lax.scan(lambda s, _: vstep(s, images, labels, order), state, None,
-                                    length=steps_per_epoch - 1)
+      state, metrics = jax.lax.scan(
+        lambda s, _: vstep(s, images, labels, order), state, None, length=steps_per_epoch - 1
+      )
       state, last_metrics = vlast(state, images, labels, order)
       return state, combine(metrics, last_metrics)
 
     def run_epoch(state, images, labels):
       state, metrics = scanned(state, images, labels)
       return state, jax.device_get(metrics)
+
     return run_epoch
 
   jstep = jax.jit(vstep, donate_argnums=0)
@@ -173,15 +203,17 @@ def make_epoch_runner(step: Callable, *, steps_per_epoch: int, driver: str, per_
     collected = []
     for _ in range(steps_per_epoch - 1):
       state, metrics = jstep(state, images, labels, order)
-      collected.append(metrics)                            # device arrays; no host sync inside the epoch
+      collected.append(metrics)  # device arrays; no host sync inside the epoch
     state, last_metrics = jlast(state, images, labels, order)
     stacked = jax.tree.map(lambda *ms: jnp.stack(ms), *collected) if collected else {}
     return state, jax.device_get(jcombine(stacked, last_metrics))
+
   return run_epoch
 
 
-def make_test_accuracy(model: Any, *, mean: np.ndarray, std: np.ndarray, chunk: int = 1000,
-                       logits_fn: Callable | None = None) -> Callable:
+def make_test_accuracy(
+  model: Any, *, mean: np.ndarray, std: np.ndarray, chunk: int = 1000, logits_fn: Callable | None = None
+) -> Callable:
   """Returns acc(state [S, ...], images_u8 [N, H, W, 3], labels [N]) -> np.ndarray [S] (inference mode).
 
   logits_fn: a rule's own fn(variables, images) -> logits (`LearningRule.logits`), None = the forward pass."""
@@ -196,10 +228,14 @@ def make_test_accuracy(model: Any, *, mean: np.ndarray, std: np.ndarray, chunk: 
       else:
         logits, _ = model.apply({"params": p, "batch_stats": s}, x, train=False)
       return jnp.sum(jnp.argmax(logits, -1) == labels)
+
     return jax.vmap(one)(params, batch_stats, rule_state)
 
   def accuracy(state, images, labels):
-    total = sum(correct(state.params, state.batch_stats, state.rule_state, images[i:i + chunk], labels[i:i + chunk])
-                for i in range(0, images.shape[0], chunk))
+    total = sum(
+      correct(state.params, state.batch_stats, state.rule_state, images[i : i + chunk], labels[i : i + chunk])
+      for i in range(0, images.shape[0], chunk)
+    )
     return np.asarray(jax.device_get(total)) / images.shape[0]
+
   return accuracy

@@ -4,24 +4,27 @@
 every leaf of a multi-seed state carries a leading [S] axis. `LearningRule` is a pair of pure functions in
 the manner of an optax `GradientTransformation`.
 """
-from typing import Any, Callable, Mapping, NamedTuple, Optional
+
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import jax
 import optax
 
-Params = Any        # pytree of jax.Array: the model's trainable parameters
-BatchStats = Any    # pytree of jax.Array: BatchNorm running statistics
-RuleState = Any     # pytree of jax.Array owned by a learning rule (e.g. FA feedback kernels)
+Params = Any  # pytree of jax.Array: the model's trainable parameters
+BatchStats = Any  # pytree of jax.Array: BatchNorm running statistics
+RuleState = Any  # pytree of jax.Array owned by a learning rule (e.g. FA feedback kernels)
 Metrics = Mapping[str, jax.Array]
-Batch = Mapping[str, jax.Array]   # {"image": [B, H, W, 3] float32 normalised, "label": [B] int32}
+Batch = Mapping[str, jax.Array]  # {"image": [B, H, W, 3] float32 normalised, "label": [B] int32}
 Features = Mapping[str, jax.Array]  # {layer: [n, d_layer]}
 
 
 class TrainState(NamedTuple):
   """Complete state of ONE seed's training run (a multi-seed state has a leading [S] axis on every leaf)."""
-  step: jax.Array          # [] int32, optimiser steps taken
-  epoch: jax.Array         # [] int32, epochs completed (0 = the initialised network)
-  key: jax.Array           # [2] uint32, raw key data of this seed's base key (all randomness derives from it)
+
+  step: jax.Array  # [] int32, optimiser steps taken
+  epoch: jax.Array  # [] int32, epochs completed (0 = the initialised network)
+  key: jax.Array  # [2] uint32, raw key data of this seed's base key (all randomness derives from it)
   params: Params
   batch_stats: BatchStats
   rule_state: RuleState
@@ -50,11 +53,12 @@ class LearningRule(NamedTuple):
   project: optional fn(params) -> params applied after each optimiser step (e.g. a weight clamp).
   description: one line written into the results (e.g. which variant, and any reproduced defect).
   """
+
   init: Callable[..., RuleState]
   update: Callable[..., tuple]
   optimizer: optax.GradientTransformation
   trains: bool = True
-  features: Optional[Callable[..., Features]] = None
-  project: Optional[Callable[[Params], Params]] = None
+  features: Callable[..., Features] | None = None
+  project: Callable[[Params], Params] | None = None
   description: str = ""
-  logits: Optional[Callable[..., jax.Array]] = None
+  logits: Callable[..., jax.Array] | None = None

@@ -12,21 +12,22 @@ README.md. The study's schedule (8,000 images, 40 epochs, milestones up to 40; c
 about 40x more.
 Variants: --config.rule_configs.pc.variant=standard (fa: reference|standard|dfa; pc, stdp: reference|standard).
 """
+
 from configs import common
 
 
 def get_config(arg: str = ""):
   c = common.base_config()
   c.name = "demo"
-  c.rules = ("random", "bp", "fa", "pc", "stdp")   # all five conditions, reference variants (the study's)
+  c.rules = ("random", "bp", "fa", "pc", "stdp")  # all five conditions, reference variants (the study's)
   c.seeds = (42, 123, 456)
   c.data.source = "fashion_mnist_demo"
-  c.data.num_train = 4000                   # of the 8,000 bundled: five rules x 3 seeds x 2 epochs in < 10 min
+  c.data.num_train = 4000  # of the 8,000 bundled: five rules x 3 seeds x 2 epochs in < 10 min
   c.data.num_test = 1000
   c.data.normalization = "train_set"
   c.train.num_epochs = 2
   c.train.milestones = (0, 1, 2)
-  common.set_schedule_epochs(c, 2)          # cosine over the demo's epochs (the study: 40)
+  common.set_schedule_epochs(c, 2)  # cosine over the demo's epochs (the study: 40)
   c.brain.source = "simulated"
   c.eval.resolutions = (32, 64)
   c.eval.pair_sets = ("all", "cross_run")

@@ -1,4 +1,5 @@
 """Test setup: CPU backend, strict rank promotion, repository root importable (for `configs`)."""
+
 import os
 import pathlib
 import sys

@@ -4,20 +4,18 @@ cross-run pairs of averaged rows.
 Oracles: hand-written expectations on small tables, the fixture's StimulusMetadata read with pandas and
 double loops over pairs, and numpy means of per-image features.
 """
-import pathlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
+import things_fixture
 from PIL import Image
 
 from brainalign import features, models, pipeline, probe
 from brainalign.data import images, prepare, things
-from configs import demo, paper
-
-import things_fixture
+from configs import paper
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +24,7 @@ def fx(tmp_path_factory):
   out = things_fixture.write_fixture(root / "fmri")
   rng = np.random.default_rng(0)
   md = out["stimulus_metadata"]["sub-01"]
-  for stim in sorted(set(md["stimulus"])):     # every exemplar and test image, non-square like THINGS
+  for stim in sorted(set(md["stimulus"])):  # every exemplar and test image, non-square like THINGS
     path = root / "images" / "object_images" / stim.rsplit("_", 1)[0] / stim
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(path)
@@ -36,13 +34,17 @@ def fx(tmp_path_factory):
 
 def _hand_metadata():
   """Two sessions x runs 1/2; concepts a, b (train), test image of b shown in both sessions."""
-  return pd.DataFrame({
+  return pd.DataFrame(
+    {
       "trial_type": ["train", "test", "train", "train", "test", "train"],
-      "session": [1, 1, 1, 2, 2, 2], "run": [1, 2, 1, 1, 1, 2], "subject_id": [1] * 6,
+      "session": [1, 1, 1, 2, 2, 2],
+      "run": [1, 2, 1, 1, 1, 2],
+      "subject_id": [1] * 6,
       "trial_id": range(6),
       "stimulus": ["b_02n.jpg", "b_13s.jpg", "a_02n.jpg", "a_01b.jpg", "b_13s.jpg", "b_01b.jpg"],
       "concept": ["b", "b", "a", "a", "b", "b"],
-  })
+    }
+  )
 
 
 def test_selection_lists_exemplar_images_and_trial_runs_hand_case():
@@ -65,8 +67,12 @@ def test_selection_lists_exemplar_images_and_trial_runs_hand_case():
 def test_cross_run_mask_of_averaged_rows_hand_case():
   """A pair of averaged rows is dropped when ANY trial of one row shared a run with any trial of the other, for
   ANY subject (worked out by hand below); [S, n] labels are the case K = 1; a row without labels is an error."""
-  runs = np.array([[[101, 102], [103, -1], [102, 104], [105, 106]],     # subject 0
-                   [[201, -1], [201, 202], [203, -1], [204, 205]]])    # subject 1
+  runs = np.array(
+    [
+      [[101, 102], [103, -1], [102, 104], [105, 106]],  # subject 0
+      [[201, -1], [201, 202], [203, -1], [204, 205]],
+    ]
+  )  # subject 1
   # (0,1): subject 1 shares 201 -> drop; (0,2): subject 0 shares 102 -> drop; all others share nothing
   np.testing.assert_array_equal(things.cross_run_mask(runs), [False, False, True, True, True, True])
   single = np.array([[1, 2, 1, 3], [5, 5, 6, 7]])
@@ -103,7 +109,7 @@ def test_concept_mean_exemplars_and_cross_run_pairs_on_the_fixture(fx, subjects)
     for i, c in enumerate(concepts):
       got = item_runs[s, i]
       assert set(got[got >= 0].tolist()) == runs[s][c] and (got >= 0).sum() == 3
-  want = [all(not (r[a] & r[b]) for r in runs) for k, a in enumerate(concepts) for b in concepts[k + 1:]]
+  want = [all(not (r[a] & r[b]) for r in runs) for k, a in enumerate(concepts) for b in concepts[k + 1 :]]
   got = things.cross_run_mask(item_runs)
   np.testing.assert_array_equal(got, want)
   if len(subjects) == 1:
@@ -147,13 +153,14 @@ def test_probe_features_are_means_over_each_concepts_exemplar_images(fx, tmp_pat
   names = [n for c in concepts for n in _oracle_runs(fx, "sub-01")[1][c]]
   assert ps.images[32].shape == (36, 32, 32, 3)
   assert [concepts[k] for k in ps.segments] == [images.concept_of(n) for n in names]
-  want_first = images.normalize(images.load_images(
-      images.stimulus_paths(fx["images_dir"], names, "things"), 32), mean, std)
+  want_first = images.normalize(
+    images.load_images(images.stimulus_paths(fx["images_dir"], names, "things"), 32), mean, std
+  )
   np.testing.assert_array_equal(ps.images[32], want_first)
 
   model = models.CNN(conv_impl="im2col", conv_widths=(4, 8, 8), fc_width=16)
   init = lambda k: model.init(jax.random.key(k), jnp.zeros((1, 32, 32, 3)), train=False)
-  variables = jax.tree.map(lambda *v: jnp.stack(v), init(0), init(1))          # 2 seeds
+  variables = jax.tree.map(lambda *v: jnp.stack(v), init(0), init(1))  # 2 seeds
   extract = features.make_extractor(model, bn_mode="running", batch_size=16)
   per_image = extract(variables["params"], variables["batch_stats"], ps.images[32])
   averaged = extract(variables["params"], variables["batch_stats"], ps.images[32], segments=ps.segments)

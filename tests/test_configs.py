@@ -1,4 +1,5 @@
 """Configs: every config builds, locks, has a :tiny variant, and names only registered rules and ROIs."""
+
 import pathlib
 
 import pytest
@@ -6,8 +7,11 @@ import pytest
 from brainalign import rules
 from brainalign.data import things
 
-CONFIGS = sorted(p.name for p in (pathlib.Path(__file__).resolve().parents[1] / "configs").glob("*.py")
-                 if p.name not in ("__init__.py", "common.py"))
+CONFIGS = sorted(
+  p.name
+  for p in (pathlib.Path(__file__).resolve().parents[1] / "configs").glob("*.py")
+  if p.name not in ("__init__.py", "common.py")
+)
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -28,6 +32,7 @@ def test_config_builds_and_names_valid_rules_and_rois(name, arg):
 def test_locked_config_rejects_a_misspelled_override():
   """A typo in an override (bn_mod for bn_mode) is an error, not a silently added key."""
   from configs import demo
+
   c = demo.get_config("")
   c.lock()
   with pytest.raises(AttributeError):
@@ -37,6 +42,7 @@ def test_locked_config_rejects_a_misspelled_override():
 def test_demo_is_the_default_config_and_paper_uses_the_study_settings():
   """demo: simulated brain, 32/64 px; paper: 5 study seeds, 40 epochs, P3 milestones, 32/224 px, real data."""
   from configs import demo, paper
+
   d, p = demo.get_config(), paper.get_config()
   assert d.brain.source == "simulated" and tuple(d.eval.resolutions) == (32, 64)
   assert tuple(p.seeds) == (42, 123, 456, 789, 1337) and p.train.num_epochs == 40

@@ -1,4 +1,5 @@
 """Feature extraction: BN running statistics make an image's features independent of its batch mates."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,10 +11,12 @@ SMALL = dict(conv_widths=(4, 8, 8), fc_width=16)
 
 def _trained_like_variables(model):
   """Variables with non-trivial running statistics (as after training), for two seeds."""
+
   def one(k):
     v = model.init(k, jnp.zeros((1, 32, 32, 3)), train=False)
     stats = jax.tree.map(lambda a: a + jax.random.uniform(k, a.shape, minval=0.2, maxval=0.8), v["batch_stats"])
     return v["params"], stats
+
   return jax.vmap(one)(jax.random.split(jax.random.key(0), 2))
 
 

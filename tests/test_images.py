@@ -1,4 +1,5 @@
 """THINGS image layout and the evaluation transform (resize shorter side, centre crop, normalise)."""
+
 import numpy as np
 import pytest
 from PIL import Image

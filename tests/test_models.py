@@ -1,4 +1,5 @@
 """The CNN: architecture, readouts, initialisation and the two convolution implementations."""
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -35,9 +36,13 @@ def test_readouts_have_the_study_dimensions_at_every_resolution(size):
   x = jax.random.normal(jax.random.key(1), (2, size, size, 3))
   logits, feats = model.apply(v, x, train=False)
   assert logits.shape == (2, 10)
-  assert {k: f.shape for k, f in feats.items()} == {"conv1": (2, 32), "conv2": (2, 64), "conv3": (2, 128),
-                                                    "fc1": (2, 512)}
-  assert float(feats["fc1"].min()) >= 0.0   # post-ReLU
+  assert {k: f.shape for k, f in feats.items()} == {
+    "conv1": (2, 32),
+    "conv2": (2, 64),
+    "conv3": (2, 128),
+    "fc1": (2, 512),
+  }
+  assert float(feats["fc1"].min()) >= 0.0  # post-ReLU
 
 
 def test_conv_readout_is_the_spatial_mean_of_the_pooled_block_output():
@@ -73,9 +78,9 @@ def test_max_pool_equals_flax_max_pool():
 def test_adaptive_pool_follows_pytorch_bins():
   """AdaptiveAvgPool2d bins are [floor(i*H/o), ceil((i+1)*H/o)): for H=5, o=4 they overlap (hand-computed)."""
   m = models._adaptive_pool_matrix(5, 4)
-  want = np.array([[.5, .5, 0, 0, 0], [0, .5, .5, 0, 0], [0, 0, .5, .5, 0], [0, 0, 0, .5, .5]], np.float32)
+  want = np.array([[0.5, 0.5, 0, 0, 0], [0, 0.5, 0.5, 0, 0], [0, 0, 0.5, 0.5, 0], [0, 0, 0, 0.5, 0.5]], np.float32)
   np.testing.assert_allclose(m, want)
-  x = jax.random.normal(jax.random.key(5), (1, 28, 28, 2))   # 224 px -> conv3 map 28x28 -> 7x7 bins
+  x = jax.random.normal(jax.random.key(5), (1, 28, 28, 2))  # 224 px -> conv3 map 28x28 -> 7x7 bins
   want = np.asarray(x).reshape(1, 4, 7, 4, 7, 2).mean(axis=(2, 4))
   np.testing.assert_allclose(models.adaptive_avg_pool(x, 4), want, rtol=1e-5, atol=1e-6)
 
@@ -101,5 +106,6 @@ def test_batchnorm_uses_pytorch_momentum_and_epsilon():
   x = jax.random.normal(jax.random.key(6), (4, 32, 32, 3)) + 3.0
   (_, _), upd = model.apply(v, x, train=True, rngs={"dropout": jax.random.key(0)}, mutable=["batch_stats"])
   z = models.conv3x3(x, v["params"]["conv1"]["kernel"], "xla")
-  np.testing.assert_allclose(upd["batch_stats"]["bn1"]["mean"], 0.1 * np.asarray(z).mean(axis=(0, 1, 2)),
-                             rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(
+    upd["batch_stats"]["bn1"]["mean"], 0.1 * np.asarray(z).mean(axis=(0, 1, 2)), rtol=1e-4, atol=1e-5
+  )

@@ -1,18 +1,18 @@
 """End to end: config -> training -> checkpoints -> features -> RSA -> tidy results, on tiny settings."""
+
 import json
 import pathlib
 
 import numpy as np
 import pandas as pd
 import pytest
+import things_fixture
 from PIL import Image
 from scipy import spatial, stats
 
 from brainalign import pipeline, results
 from brainalign.data import things
 from configs import demo, paper
-
-import things_fixture
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +27,10 @@ def _tiny_demo(cache_dir):
 
 
 def _read_tables(workdir):
-  return {name: pd.read_csv(pathlib.Path(workdir) / "results" / f"{name}.csv")
-          for name in ("alignment", "training", "summary", "diagnostics")}
+  return {
+    name: pd.read_csv(pathlib.Path(workdir) / "results" / f"{name}.csv")
+    for name in ("alignment", "training", "summary", "diagnostics")
+  }
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +51,8 @@ def test_tiny_demo_writes_every_table_with_the_documented_schema(uninterrupted):
   S, L, R, J = len(c.seeds), 4, len(c.brain.rois), len(c.brain.subjects)
   per_epoch = S * L * R * J * len(c.eval.resolutions) * len(c.eval.pair_sets)
   a = t["alignment"]
-  assert c.rules == ("random", "bp", "fa", "pc", "stdp")                # all five conditions, as the demo
-  assert (a.rule == "random").sum() == per_epoch * 1                      # untrained: epoch 0 only
+  assert c.rules == ("random", "bp", "fa", "pc", "stdp")  # all five conditions, as the demo
+  assert (a.rule == "random").sum() == per_epoch * 1  # untrained: epoch 0 only
   for rule in ("bp", "fa", "pc", "stdp"):
     assert (a.rule == rule).sum() == per_epoch * len(c.train.milestones), rule
   key = ["rule", "seed", "epoch", "layer", "roi", "subject", "resolution", "pairs"]
@@ -61,14 +63,26 @@ def test_tiny_demo_writes_every_table_with_the_documented_schema(uninterrupted):
   assert set(a[a.pairs == "all"].n_pairs) == {n * (n - 1) // 2}
   assert a[a.pairs == "cross_run"].n_pairs.iloc[0] < n * (n - 1) // 2
   tr = t["training"]
-  assert len(tr) == S * (1 + 4 * len(c.train.milestones))               # random: epoch 0; others 0..2
+  assert len(tr) == S * (1 + 4 * len(c.train.milestones))  # random: epoch 0; others 0..2
   assert tr[tr.epoch > 0][["loss", "train_accuracy", "test_accuracy"]].notna().all().all()
   # summary: mean over subjects then over seeds, recomputed here from the alignment rows
   s = t["summary"]
-  one = a[(a.rule == "bp") & (a.epoch == 1) & (a.layer == "conv2") & (a.roi == "V1") & (a.resolution == 64)
-          & (a.pairs == "all")]
-  row = s[(s.rule == "bp") & (s.epoch == 1) & (s.layer == "conv2") & (s.roi == "V1") & (s.resolution == 64)
-          & (s.pairs == "all")]
+  one = a[
+    (a.rule == "bp")
+    & (a.epoch == 1)
+    & (a.layer == "conv2")
+    & (a.roi == "V1")
+    & (a.resolution == 64)
+    & (a.pairs == "all")
+  ]
+  row = s[
+    (s.rule == "bp")
+    & (s.epoch == 1)
+    & (s.layer == "conv2")
+    & (s.roi == "V1")
+    & (s.resolution == 64)
+    & (s.pairs == "all")
+  ]
   per_seed = one.groupby("seed").rho.mean()
   np.testing.assert_allclose(row.rho_mean.item(), per_seed.mean(), rtol=1e-9)
   np.testing.assert_allclose(row.rho_sd.item(), per_seed.std(ddof=1), rtol=1e-9)
@@ -100,7 +114,7 @@ def test_killed_run_resumes_and_gives_identical_results(uninterrupted, tmp_path,
   assert not (tmp_path / "checkpoints" / "pc").exists() and not (tmp_path / "results" / "alignment.csv").exists()
   bp_log = (tmp_path / "logs" / "bp" / "epoch_0002.json").stat().st_mtime_ns
   pipeline.run(_tiny_demo(cache_dir), str(tmp_path))
-  assert (tmp_path / "logs" / "bp" / "epoch_0002.json").stat().st_mtime_ns == bp_log      # BP not retrained
+  assert (tmp_path / "logs" / "bp" / "epoch_0002.json").stat().st_mtime_ns == bp_log  # BP not retrained
   for rule in ("bp", "fa", "pc", "stdp"):
     assert sorted(p.name for p in (tmp_path / "checkpoints" / rule).iterdir() if p.name.isdigit()) == ["0", "1", "2"]
   want, got = _read_tables(uninterrupted), _read_tables(tmp_path)
@@ -113,7 +127,7 @@ def _write_fixture_images(fixture, images_dir):
   for stim in fixture["expected_stimuli"]:
     path = pathlib.Path(images_dir) / "object_images" / stim.rsplit("_", 1)[0] / stim
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(path)   # non-square, like THINGS
+    Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(path)  # non-square, like THINGS
 
 
 def test_real_data_path_scores_match_scipy_on_fixture_files(tmp_path):
@@ -139,15 +153,15 @@ def test_real_data_path_scores_match_scipy_on_fixture_files(tmp_path):
   with np.load(workdir / "features" / "random" / "epoch_0000.npz") as z:
     feats = {k: z[k] for k in z.files}
   layers = ("conv1", "conv2", "conv3", "fc1")
-  with np.load(workdir / "results" / "rdms" / "random_32px.npz") as z:   # the documented save_rdms format
+  with np.load(workdir / "results" / "rdms" / "random_32px.npz") as z:  # the documented save_rdms format
     assert z["rdms"].shape == (len(c.seeds), 1, 4, len(brain.stimuli) * (len(brain.stimuli) - 1) // 2)
     assert tuple(z["stimuli"]) == brain.stimuli and tuple(z["layers"]) == layers
-    saved = z["rdms"][:, 0]                                             # [seeds, layers, pairs]
+    saved = z["rdms"][:, 0]  # [seeds, layers, pairs]
   for k in range(len(c.seeds)):
     for li, layer in enumerate(layers):
       np.testing.assert_allclose(
-          saved[k, li], spatial.distance.pdist(feats[f"32px/{layer}"][k].astype(np.float64), "correlation"),
-          atol=1e-5)
+        saved[k, li], spatial.distance.pdist(feats[f"32px/{layer}"][k].astype(np.float64), "correlation"), atol=1e-5
+      )
   keep = things.cross_run_mask(brain.runs)
   for pairs, mask in (("all", np.ones_like(keep)), ("cross_run", keep)):
     for k, seed in enumerate(c.seeds):
@@ -156,15 +170,18 @@ def test_real_data_path_scores_match_scipy_on_fixture_files(tmp_path):
         for r, roi in enumerate(brain.rois):
           for s, subject in enumerate(brain.subjects):
             want = stats.spearmanr(model_rdm[mask], brain.rdm_vectors[s, r][mask]).statistic
-            got = a[(a.seed == seed) & (a.layer == layer) & (a.roi == roi) & (a.subject == subject)
-                    & (a.pairs == pairs)].rho.item()
+            got = a[
+              (a.seed == seed) & (a.layer == layer) & (a.roi == roi) & (a.subject == subject) & (a.pairs == pairs)
+            ].rho.item()
             np.testing.assert_allclose(got, want, atol=1e-5)
 
 
 def test_corrupt_checkpoint_gives_an_error_naming_it(uninterrupted, tmp_path, cache_dir):
   """A truncated checkpoint is reported with its folder and what to do, not a bare Orbax traceback."""
   import shutil
+
   from brainalign import checkpointing
+
   workdir = tmp_path / "copy"
   shutil.copytree(uninterrupted, workdir)
   for f in (workdir / "checkpoints" / "bp" / "2").rglob("*"):

@@ -4,6 +4,7 @@ read once, later loads use the cache, and a stale cache is refused naming the ch
 Oracles: a direct ``things.load_things_fmri`` of the same files (the cache must reproduce it exactly), file
 system state (sizes, mtimes), and a loader patched to fail (proves the cache path never reads the files).
 """
+
 import os
 import pathlib
 import subprocess
@@ -11,13 +12,12 @@ import sys
 
 import numpy as np
 import pytest
+import things_fixture
 from PIL import Image
 
 from brainalign import probe
 from brainalign.data import prepare, things
 from configs import paper
-
-import things_fixture
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -40,6 +40,7 @@ def setup(tmp_path):
 def _no_reading(monkeypatch):
   def fail(*a, **k):
     raise AssertionError("the large files were read although a valid cache exists")
+
   monkeypatch.setattr(things, "load_things_fmri", fail)
   monkeypatch.setattr(things, "read_voxel_rows", fail)
 
@@ -62,10 +63,12 @@ def test_cache_written_once_then_used(setup, monkeypatch):
   assert len(cached) == 1
   with np.load(cached[0]) as z:
     import json
+
     meta = json.loads(str(z["meta"]))
   names = sorted(pathlib.Path(m["path"]).name for m in meta["manifest"])
-  assert names == sorted(f"{s}_{k}" for s in fx["subjects"]
-                         for k in ("ResponseData.h5", "StimulusMetadata.csv", "VoxelMetadata.csv"))
+  assert names == sorted(
+    f"{s}_{k}" for s in fx["subjects"] for k in ("ResponseData.h5", "StimulusMetadata.csv", "VoxelMetadata.csv")
+  )
   for m in meta["manifest"]:
     st = os.stat(m["path"])
     assert (m["size"], m["mtime_ns"]) == (st.st_size, st.st_mtime_ns)
@@ -86,11 +89,11 @@ def test_stale_cache_is_refused_naming_the_file(setup, change):
   if change == "rewrite_h5":
     resp = fx["responses"]["sub-02"] * 2.0 + np.random.default_rng(1).normal(size=fx["responses"]["sub-02"].shape)
     from brainalign.data import things_writer as tw
-    tw.write_subject(fx["betas_dir"], "sub-02", fx["stimulus_metadata"]["sub-02"], fx["voxel_metadata"]["sub-02"],
-                     resp)
+
+    tw.write_subject(fx["betas_dir"], "sub-02", fx["stimulus_metadata"]["sub-02"], fx["voxel_metadata"]["sub-02"], resp)
     target = files.responses
     st = os.stat(target)
-    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))   # a distinct mtime even on coarse clocks
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a distinct mtime even on coarse clocks
   elif change == "touch_csv":
     target = files.voxel_metadata
     st = os.stat(target)
@@ -137,9 +140,16 @@ def test_main_mode_prepare_cli(setup, tmp_path):
   """`python main.py --mode=prepare` writes the cache and prints its path; a missing stimulus image is
   reported by the prepare step, listing it."""
   fx, c = setup
-  args = [sys.executable, str(ROOT / "main.py"), "--mode=prepare", "--config=configs/paper.py:tiny",
-          f"--config.brain.betas_dir={c.brain.betas_dir}", f"--config.brain.images_dir={c.brain.images_dir}",
-          f"--config.brain.cache_dir={c.brain.cache_dir}", "--config.brain.rois=('V1','LOC')"]
+  args = [
+    sys.executable,
+    str(ROOT / "main.py"),
+    "--mode=prepare",
+    "--config=configs/paper.py:tiny",
+    f"--config.brain.betas_dir={c.brain.betas_dir}",
+    f"--config.brain.images_dir={c.brain.images_dir}",
+    f"--config.brain.cache_dir={c.brain.cache_dir}",
+    "--config.brain.rois=('V1','LOC')",
+  ]
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   out = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
   assert out.returncode == 0, out.stderr[-3000:]

@@ -4,7 +4,6 @@ Files are written in the test: .npz (square and condensed), MATLAB .mat in the 9
 (scipy.io.savemat), and rsatoolbox's own hdf5/pkl (if rsatoolbox is importable). Oracle: scipy pdist of
 random patterns (the condensed order RDMs must come back in), and numpy means for session averaging.
 """
-import pathlib
 
 import numpy as np
 import pandas as pd
@@ -13,7 +12,7 @@ import scipy.io
 from PIL import Image
 from scipy.spatial.distance import pdist, squareform
 
-from brainalign import pipeline, probe
+from brainalign import pipeline
 from brainalign.data import rdm_sources, things
 from configs import paper
 
@@ -48,8 +47,9 @@ def test_npz_square_and_condensed(tmp_path):
 
   runs = np.array([[1, 1, 1, 2, 2, 2, 3, 3, 3], [1, 2, 3] * 3])
   path2 = tmp_path / "condensed.npz"
-  np.savez(path2, rdms=v, subjects=np.array(["s1", "s2"]), rois=np.array(["A", "B", "C"]), stimuli=np.array(STIMULI),
-           runs=runs)
+  np.savez(
+    path2, rdms=v, subjects=np.array(["s1", "s2"]), rois=np.array(["A", "B", "C"]), stimuli=np.array(STIMULI), runs=runs
+  )
   b2 = rdm_sources.load_rdms(path2)
   np.testing.assert_array_equal(b2.rdm_vectors, v)
   np.testing.assert_array_equal(b2.runs, runs)
@@ -90,8 +90,9 @@ def test_mat_92_image_format(tmp_path):
   np.testing.assert_allclose(sep.rdm_vectors[:, 0], np.array(vec)[[0, 2, 1, 3]], atol=1e-15)
   path2 = tmp_path / "condensed.mat"
   _write_92_format(path2, vec, names, condensed=True)
-  np.testing.assert_allclose(rdm_sources.load_rdms(path2, stimuli_file=_stim_file(tmp_path)).rdm_vectors,
-                             brain.rdm_vectors, atol=1e-15)
+  np.testing.assert_allclose(
+    rdm_sources.load_rdms(path2, stimuli_file=_stim_file(tmp_path)).rdm_vectors, brain.rdm_vectors, atol=1e-15
+  )
   with pytest.raises(rdm_sources.RdmFormatError, match=r"no stimulus names.*config\.brain\.stimuli_file"):
     rdm_sources.load_rdms(path)
 
@@ -102,9 +103,12 @@ def test_rsatoolbox_files(tmp_path, suffix):
   (checked against rsatoolbox's own get_matrices), with stimulus names from the pattern descriptor."""
   rsa_rdm = pytest.importorskip("rsatoolbox.rdm")
   vec = np.array(_vectors(4, seed=5))
-  rdms = rsa_rdm.RDMs(vec, dissimilarity_measure="correlation",
-                      rdm_descriptors={"subject": ["a", "a", "b", "b"], "roi": ["V1", "IT", "V1", "IT"]},
-                      pattern_descriptors={"stimulus": STIMULI})
+  rdms = rsa_rdm.RDMs(
+    vec,
+    dissimilarity_measure="correlation",
+    rdm_descriptors={"subject": ["a", "a", "b", "b"], "roi": ["V1", "IT", "V1", "IT"]},
+    pattern_descriptors={"stimulus": STIMULI},
+  )
   path = tmp_path / f"rdms{suffix}"
   rdms.save(str(path), file_type=suffix[1:])
   brain = rdm_sources.load_rdms(path)
@@ -125,11 +129,14 @@ def test_rdm_errors_name_file_and_field(tmp_path):
   base = dict(subjects=np.array(["s"]), rois=np.array(["V1"]))
   stim = _stim_file(tmp_path)
   cases = []
-  bad = sq.copy(); bad[0, 0, 0, 1] += 0.5
+  bad = sq.copy()
+  bad[0, 0, 0, 1] += 0.5
   cases.append((dict(rdms=bad, **base), r"bad\.npz.*rdms\[0, 0\].*not symmetric"))
-  bad = sq.copy(); bad[0, 0, 2, 2] = 0.3
+  bad = sq.copy()
+  bad[0, 0, 2, 2] = 0.3
   cases.append((dict(rdms=bad, **base), r"bad\.npz.*diagonal is not zero"))
-  bad = sq.copy(); bad[0, 0, 1, 2] = bad[0, 0, 2, 1] = np.nan
+  bad = sq.copy()
+  bad[0, 0, 1, 2] = bad[0, 0, 2, 1] = np.nan
   cases.append((dict(rdms=bad, **base), r"bad\.npz.*non-finite"))
   cases.append((dict(rdms=sq[..., :8, :8], **base), r"bad\.npz.*\(s, V1\) has 8 rows.*stimulus list has 9"))
   cases.append((dict(rdms=sq), r"bad\.npz.*missing array\(s\) \['subjects', 'rois'\]"))
@@ -156,6 +163,7 @@ def test_rdms_source_runs_through_the_pipeline(tmp_path):
   pipeline: every alignment row is labelled data='rdms' with the file's subjects/ROIs, and equals scipy's
   Spearman between pdist(saved features) and the given RDM."""
   from scipy import stats
+
   vec = _vectors(4, seed=7)
   _write_92_format(tmp_path / "brain.mat", vec, ["hIT | BE | S1", "hIT | BE | S2", "EVC | JC | S1", "hIT | JC | S1"])
   rng = np.random.default_rng(0)

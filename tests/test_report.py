@@ -1,4 +1,5 @@
 """End to end: a tiny demo run, then `main.py --mode=report`'s step, checked against independent computations."""
+
 import pathlib
 
 import numpy as np
@@ -47,8 +48,15 @@ def test_report_files_and_data_source(reported):
     assert len(df) == len(tables[name]) > 0 and (df["data"] == "simulated").all()
     assert set(df.pairs) == {"all", "cross_run"} and set(df.resolution) == {32}
     assert set(df[df.primary].pairs) == {"cross_run"}
-  for fig in ("v1_trajectory.png", "all_rois.png", "delta_r.png", "rdms.png", "v1_trajectory_32px_all.png",
-              "all_rois_32px_all.png", "delta_r_32px_all.png"):
+  for fig in (
+    "v1_trajectory.png",
+    "all_rois.png",
+    "delta_r.png",
+    "rdms.png",
+    "v1_trajectory_32px_all.png",
+    "all_rois_32px_all.png",
+    "delta_r_32px_all.png",
+  ):
     assert (out / "figures" / fig).stat().st_size > 10_000
   assert md.index("## 32 px · `cross_run` pairs (primary)") < md.index("## 32 px · `all` pairs")
   assert md.count("### Pairwise differences") == 2 and md.count("### Δρ from epoch 0") == 2
@@ -89,8 +97,14 @@ def test_every_section_matches_alignment_csv_and_scipy(reported):
   main = tables["main"]
   assert len(main) == 2 * len(c.rules) * len(brain.rois)
   for _, row in main.iterrows():
-    a = align[(align.rule == row.rule) & (align.epoch == row.epoch) & (align.layer == row.layer) &
-              (align.roi == row.roi) & (align.pairs == row.pairs) & (align.resolution == row.resolution)]
+    a = align[
+      (align.rule == row.rule)
+      & (align.epoch == row.epoch)
+      & (align.layer == row.layer)
+      & (align.roi == row.roi)
+      & (align.pairs == row.pairs)
+      & (align.resolution == row.resolution)
+    ]
     assert row.rho == pytest.approx(a.groupby("seed").rho.mean().mean(), abs=5e-5)
   for _, row in main[main.roi.isin(["V1", "IT"])].iterrows():
     per_subject, mean_rdm = _scipy_rsa(c, workdir, brain, row.rule, row.epoch, row.layer, row.roi, row.pairs)
@@ -110,18 +124,19 @@ def test_tests_at_every_milestone_corrected_within_the_declared_family(reported)
   n_pairs = len(c.rules) * (len(c.rules) - 1) // 2
   assert sorted(set(pw.epoch)) == list(c.train.milestones)
   assert set(pw[pw.rule_a == "random"].epoch_a) == {0}  # static rule enters every milestone at epoch 0
-  for (pairs, epoch), fam in pw.groupby(["pairs", "epoch"]):
+  for _, fam in pw.groupby(["pairs", "epoch"]):
     assert len(fam) == n_pairs * n_rois and fam.family.nunique() == 1
     np.testing.assert_allclose(fam.q_bh, multipletests(fam.p_boot, method="fdr_bh")[1])
     np.testing.assert_allclose(fam.p_holm, multipletests(fam.p_boot, method="holm")[1])
-  for (pairs, epoch), fam in dr.groupby(["pairs", "epoch"]):
+  for _, fam in dr.groupby(["pairs", "epoch"]):
     assert len(fam) == fam.rule.nunique() * n_rois
     np.testing.assert_allclose(fam.q_bh, multipletests(fam.p_boot, method="fdr_bh")[1])
   # the difference at the last milestone is the difference of the main table
   main = tables["main"].set_index(["pairs", "rule", "roi"]).rho
   last = pw[(pw.epoch == max(c.train.milestones)) & (pw.roi == "V1") & (pw.pairs == "cross_run")].iloc[0]
-  assert last["diff"] == pytest.approx(main[("cross_run", last.rule_a, "V1")] - main[("cross_run", last.rule_b, "V1")],
-                                       abs=1e-9)
+  assert last["diff"] == pytest.approx(
+    main[("cross_run", last.rule_a, "V1")] - main[("cross_run", last.rule_b, "V1")], abs=1e-9
+  )
   one = pw[pw.pairs == "cross_run"]
   for family, keys in (("rule_roi_all_milestones", []), ("rule_per_roi_milestone", ["epoch", "roi"])):
     got = report.correct_family(one.drop(columns=["family", "q_bh", "p_holm", "significant_bh"]), family, 0.05)
@@ -157,11 +172,19 @@ def test_partial_rsa_has_bootstrap_cis_and_matches_numpy(reported):
 
   with np.load(workdir / "features" / "bp" / f"epoch_{row.epoch:04d}.npz") as f:
     feats = f[f"32px/{row.layer}"].astype(np.float64)
-  want = np.mean([[scipy.stats.spearmanr(resid(scipy.spatial.distance.pdist(x, "correlation")), resid(s))[0]
-                   for s in subj] for x in feats])
+  want = np.mean(
+    [
+      [scipy.stats.spearmanr(resid(scipy.spatial.distance.pdist(x, "correlation")), resid(s))[0] for s in subj]
+      for x in feats
+    ]
+  )
   assert row.rho_partial_pixel == pytest.approx(want, abs=5e-5)
-  want_closed = np.mean([[scipy.stats.pearsonr(resid(scipy.spatial.distance.pdist(x, "correlation")), resid(s))[0]
-                          for s in subj] for x in feats])  # the textbook form: Pearson r of the rank residuals
+  want_closed = np.mean(
+    [
+      [scipy.stats.pearsonr(resid(scipy.spatial.distance.pdist(x, "correlation")), resid(s))[0] for s in subj]
+      for x in feats
+    ]
+  )  # the textbook form: Pearson r of the rank residuals
   assert row.rho_partial_pixel_closed == pytest.approx(want_closed, abs=5e-5)
   assert (pr.rho_partial_pixel_closed_ci_low <= pr.rho_partial_pixel_closed_ci_high).all()
 
@@ -176,7 +199,9 @@ def test_noise_ceiling_matches_rsatoolbox(reported):
   flat = i * n - i * (i + 1) // 2 + (j - i - 1)
   nc = tables["noise_ceiling"][tables["noise_ceiling"].pairs == "cross_run"].set_index("roi")
   for r, roi in enumerate(brain.rois):
-    lo, up = boot_noise_ceiling(RDMs(brain.rdm_vectors[:, r][:, flat].astype(np.float32).astype(np.float64)), method="spearman")
+    lo, up = boot_noise_ceiling(
+      RDMs(brain.rdm_vectors[:, r][:, flat].astype(np.float32).astype(np.float64)), method="spearman"
+    )
     assert nc.loc[roi, "lower_value"] == pytest.approx(lo, abs=2e-6)
     assert nc.loc[roi, "upper_value"] == pytest.approx(up, abs=2e-6)
     assert nc.loc[roi, "lower_ci_low"] <= nc.loc[roi, "lower_ci_high"]

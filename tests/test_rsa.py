@@ -240,15 +240,14 @@ def test_mismatched_inputs_raise():
     rsa.rsa_grid(features, ranks[..., :10], pairs)
 
 
-@pytest.mark.parametrize(
-    "case", ["int_extremes", "huge_range", "clustered", "all_tied", "signed_zeros"]
-)
+@pytest.mark.parametrize("case", ["int_extremes", "huge_range", "clustered", "all_tied", "signed_zeros"])
 def test_average_ranks_on_adversarial_distributions(case):
   """Exact rankdata ranks where a bucketed search could go wrong [SciPy].
 
   Keys at both ends of the int32 range (wrapping offsets), floats spanning 1e-30..1e30 of both
   signs (a few buckets hold almost everything), one value repeated with a few outliers (a huge tie
-  run in one bucket), a constant vector, and -0.0/0.0 mixed with tiny values (normal ones: XLA on CPU flushes subnormals to 0).
+  run in one bucket), a constant vector, and -0.0/0.0 mixed with tiny values (normal ones: XLA on CPU flushes
+  subnormals to 0).
   """
   rng = np.random.default_rng(14)
   if case == "int_extremes":

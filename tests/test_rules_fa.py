@@ -1,4 +1,5 @@
 """Feedback alignment: custom-VJP layers, the rule's gradients, fixed feedback kernels, the SGD optimiser."""
+
 import functools
 
 import jax
@@ -15,15 +16,27 @@ SMALL = dict(conv_widths=(4, 8, 8), fc_width=16)
 
 def fa_config(variant="standard", **kw):
   """The layout of configs/common.py: shared keys, one optimiser block per variant (kw override that block)."""
-  opt = dict(learning_rate=5e-4, momentum=0.9, weight_decay=1e-4, clip_norm=1.0, schedule="cosine_per_epoch",
-             schedule_epochs=4)
+  opt = dict(
+    learning_rate=5e-4, momentum=0.9, weight_decay=1e-4, clip_norm=1.0, schedule="cosine_per_epoch", schedule_epochs=4
+  )
   opt.update(kw)
-  return ml_collections.ConfigDict(dict(variant=variant, conv_init="kaiming_normal", conv_bias=True,
-                                        diagnostics=True, **{variant: opt}))
+  return ml_collections.ConfigDict(
+    dict(variant=variant, conv_init="kaiming_normal", conv_bias=True, diagnostics=True, **{variant: opt})
+  )
 
 
-BP = ml_collections.ConfigDict(dict(learning_rate=1e-3, weight_decay=1e-4, clip_norm=1.0, b1=0.9, b2=0.999,
-                                    eps=1e-8, schedule="cosine_per_epoch", schedule_epochs=4))
+BP = ml_collections.ConfigDict(
+  dict(
+    learning_rate=1e-3,
+    weight_decay=1e-4,
+    clip_norm=1.0,
+    b1=0.9,
+    b2=0.999,
+    eps=1e-8,
+    schedule="cosine_per_epoch",
+    schedule_epochs=4,
+  )
+)
 
 
 def _setup(variant):
@@ -40,8 +53,7 @@ def test_fa_with_feedback_equal_to_the_weights_gives_exactly_the_bp_gradients():
   bp = rules.create("bp", model, BP, steps_per_epoch=2)
   state = {"feedback": {k: v["params"][k]["kernel"] for k in ("conv2", "conv3", "fc1", "fc2")}}
   key = jax.random.key(2)
-  got, _, _, m = jax.jit(functools.partial(fa.update, diagnose=True))(v["params"], v["batch_stats"], state,
-                                                                    batch, key)
+  got, _, _, m = jax.jit(functools.partial(fa.update, diagnose=True))(v["params"], v["batch_stats"], state, batch, key)
   want, _, _, _ = jax.jit(bp.update)(v["params"], v["batch_stats"], None, batch, key)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6), got, want)
   for layer in ("conv1", "conv2", "fc2"):
@@ -61,11 +73,11 @@ def test_two_layer_dense_error_sent_below_is_b_transpose_delta():
 
   dw1, dw2, dx = jax.grad(loss, argnums=(0, 1, 2))(w1, w2, x)
   z = x @ w1
-  delta_below = c @ b2.T                                   # [5, 6]: the error sent down through B2
+  delta_below = c @ b2.T  # [5, 6]: the error sent down through B2
   np.testing.assert_allclose(dw2, np.maximum(z, 0).T @ c, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(dw1, x.T @ ((z > 0) * delta_below), rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(dx, ((z > 0) * delta_below) @ w1.T, rtol=1e-5, atol=1e-6)
-  assert not np.allclose(dw1, x.T @ ((z > 0) * (c @ w2.T)), atol=1e-3)   # differs from backprop
+  assert not np.allclose(dw1, x.T @ ((z > 0) * (c @ w2.T)), atol=1e-3)  # differs from backprop
 
 
 @pytest.mark.parametrize("impl", ["xla", "im2col"])
@@ -108,8 +120,12 @@ def test_reference_variant_is_exact_above_conv3_and_feedback_below():
     for layer in ("conv1", "conv2", "conv3", "fc1", "fc2"):
       same = np.allclose(got[layer]["kernel"], want[layer]["kernel"], rtol=1e-5, atol=1e-7)
       assert same == (layer in exact), (variant, layer)
-    np.testing.assert_allclose(got["conv3"]["bias"] if variant == "reference" else 0.0,
-                               want["conv3"]["bias"] if variant == "reference" else 0.0, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+      got["conv3"]["bias"] if variant == "reference" else 0.0,
+      want["conv3"]["bias"] if variant == "reference" else 0.0,
+      rtol=1e-5,
+      atol=1e-7,
+    )
 
 
 def test_feedback_kernels_are_xavier_normal_and_never_change_during_training():
@@ -123,8 +139,17 @@ def test_feedback_kernels_are_xavier_normal_and_never_change_during_training():
   rng = np.random.default_rng(0)
   images = jnp.asarray(rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8))
   labels = jnp.asarray(rng.integers(0, 10, 16).astype(np.int32))
-  make_step = functools.partial(train.make_train_step, model, rule, batch_size=8, steps_per_epoch=2,
-                                mean=np.full(3, .5, np.float32), std=np.full(3, .25, np.float32), pad=4, flip=True)
+  make_step = functools.partial(
+    train.make_train_step,
+    model,
+    rule,
+    batch_size=8,
+    steps_per_epoch=2,
+    mean=np.full(3, 0.5, np.float32),
+    std=np.full(3, 0.25, np.float32),
+    pad=4,
+    flip=True,
+  )
   run = train.make_epoch_runner(make_step(), steps_per_epoch=2, driver="python", last_step=make_step(diagnose=True))
   before = jax.tree.map(np.asarray, state)
   state, metrics = run(state, images, labels)
@@ -162,26 +187,37 @@ def test_dfa_sends_the_projected_output_error_straight_to_each_hidden_layer():
   key = jax.random.key(5)
   rule = rules.create("fa", model, fa_config("dfa"), steps_per_epoch=2)
   st = rule.init(params, jax.random.key(6))
-  assert {k: b.shape for k, b in st["feedback"].items()} == {"conv1": (10, 4), "conv2": (10, 8), "conv3": (10, 8),
-                                                             "fc1": (10, 16)}
+  assert {k: b.shape for k, b in st["feedback"].items()} == {
+    "conv1": (10, 4),
+    "conv2": (10, 8),
+    "conv3": (10, 8),
+    "fc1": (10, 16),
+  }
   got, _, _, _ = rule.update(params, stats, st, batch, key)
   bp = rules.create("bp", model, BP, steps_per_epoch=2)
   want_bp, _, _, _ = bp.update(params, stats, None, batch, key)
 
   def forward(p):
-    (logits, feats), _ = model.apply({"params": p, "batch_stats": stats}, batch["image"], train=True,
-                                     rngs={"dropout": key}, mutable=["batch_stats"])
+    (logits, feats), _ = model.apply(
+      {"params": p, "batch_stats": stats}, batch["image"], train=True, rngs={"dropout": key}, mutable=["batch_stats"]
+    )
     return logits, feats
 
   logits, _ = forward(params)
   e = jax.nn.softmax(logits) - jax.nn.one_hot(batch["label"], 10)
   e = e / batch["image"].shape[0]
   positions = {"conv1": 16 * 16, "conv2": 8 * 8, "conv3": 4 * 4, "fc1": 1}
-  for layer, own in (("conv1", ("conv1", "bn1")), ("conv2", ("conv2", "bn2")), ("conv3", ("conv3", "bn3")),
-                     ("fc1", ("fc1",))):
+  for layer, own in (
+    ("conv1", ("conv1", "bn1")),
+    ("conv2", ("conv2", "bn2")),
+    ("conv3", ("conv3", "bn3")),
+    ("fc1", ("fc1",)),
+  ):
     signal = e @ st["feedback"][layer]
-    want = jax.grad(lambda p: jnp.sum(forward(p)[1][layer] * signal) * positions[layer])(params)
-    assert np.abs(np.asarray(want[layer]["kernel"])).max() > 1e-3          # the comparison is not vacuous
-    for k in own:   # atol: a conv bias followed by BN has gradient 0 up to float noise
+    want = jax.grad(lambda p, layer=layer, signal=signal: jnp.sum(forward(p)[1][layer] * signal) * positions[layer])(
+      params
+    )
+    assert np.abs(np.asarray(want[layer]["kernel"])).max() > 1e-3  # the comparison is not vacuous
+    for k in own:  # atol: a conv bias followed by BN has gradient 0 up to float noise
       jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), got[k], want[k])
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), got["fc2"], want_bp["fc2"])

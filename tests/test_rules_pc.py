@@ -1,5 +1,6 @@
 """Predictive coding: the reference algorithm against a NumPy transcription of study.md §4.3(b), and the
 standard variant's energy descent, approach to backprop and locality."""
+
 import functools
 
 import jax
@@ -11,10 +12,30 @@ import pytest
 from brainalign import features, models, rules, train
 from brainalign.rules import predictive_coding as pc
 
-REFERENCE = dict(inference_steps=10, inference_rate=0.02, local_learning_rate=1e-4, error_clip=0.5,
-                 update_clip=0.01, readout_learning_rate=1e-3, prediction_bias=True, diagnostics=True)
-STANDARD = dict(inference_steps=20, inference_rate=0.1, output_weight=1.0, learning_rate=1e-3, weight_decay=0.0,
-                clip_norm=1.0, b1=0.9, b2=0.999, eps=1e-8, schedule="constant", schedule_epochs=1, diagnostics=True)
+REFERENCE = dict(
+  inference_steps=10,
+  inference_rate=0.02,
+  local_learning_rate=1e-4,
+  error_clip=0.5,
+  update_clip=0.01,
+  readout_learning_rate=1e-3,
+  prediction_bias=True,
+  diagnostics=True,
+)
+STANDARD = dict(
+  inference_steps=20,
+  inference_rate=0.1,
+  output_weight=1.0,
+  learning_rate=1e-3,
+  weight_decay=0.0,
+  clip_norm=1.0,
+  b1=0.9,
+  b2=0.999,
+  eps=1e-8,
+  schedule="constant",
+  schedule_epochs=1,
+  diagnostics=True,
+)
 
 
 def pc_config(variant, **kw):
@@ -25,11 +46,12 @@ def pc_config(variant, **kw):
 
 # ------------------------------------------------------------------ NumPy transcription of the reference
 
+
 def np_conv(x, w):
   """3x3 conv, stride 1, zero pad 1 (explicit taps). x [N,H,W,I], w [3,3,I,O]."""
   n, h, wd, _ = x.shape
   xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-  return sum(xp[:, u:u + h, v:v + wd] @ w[u, v] for u in range(3) for v in range(3))
+  return sum(xp[:, u : u + h, v : v + wd] @ w[u, v] for u in range(3) for v in range(3))
 
 
 def np_conv_transpose(y, k):
@@ -70,8 +92,11 @@ def np_reference_step(p, stats, pred, x, *, steps=10, rate=0.02):
     p1 = np.tanh(up(np_conv_transpose(r2, pred["P2"]["kernel"]) + pred["P2"]["bias"]))
     p2 = np.tanh(up(np_conv_transpose(r3, pred["P3"]["kernel"]) + pred["P3"]["bias"]))
     e1, e2 = r1 - p1, r2 - p2
-    r1, r2, r3 = (relu(r1 - rate * e1), relu(r2 + rate * (-e2 + avg(np_conv(e1, p["conv2"]["kernel"])))),
-                  relu(r3 + rate * avg(np_conv(e2, p["conv3"]["kernel"]))))
+    r1, r2, r3 = (
+      relu(r1 - rate * e1),
+      relu(r2 + rate * (-e2 + avg(np_conv(e1, p["conv2"]["kernel"])))),
+      relu(r3 + rate * avg(np_conv(e2, p["conv3"]["kernel"]))),
+    )
   # second feed-forward pass: the same a1, a2 (same weights, same batch) but the running stats move again
   a1, st["bn1"] = np_block(x, p["conv1"]["kernel"], p["bn1"]["scale"], p["bn1"]["bias"], st["bn1"])
   a2, st["bn2"] = np_block(a1, p["conv2"]["kernel"], p["bn2"]["scale"], p["bn2"]["bias"], st["bn2"])
@@ -86,13 +111,14 @@ def np_reference_step(p, stats, pred, x, *, steps=10, rate=0.02):
 def tiny_reference():
   model = models.CNN(conv_widths=(2, 3, 4), fc_width=5)
   v = model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)), train=False)
-  params = jax.tree.map(lambda a: a * 3.0, v["params"])      # larger weights: errors big enough to clip
+  params = jax.tree.map(lambda a: a * 3.0, v["params"])  # larger weights: errors big enough to clip
   rule = rules.create("pc", model, pc_config("reference"), steps_per_epoch=1)
   state = rule.init(params, jax.random.key(1))
   x = np.asarray(jax.random.normal(jax.random.key(2), (4, 16, 16, 3))) * 2.0 + 1.5
   batch = {"image": jnp.asarray(x, jnp.float32), "label": jnp.arange(4)}
-  out = jax.jit(functools.partial(rule.update, diagnose=True))(params, v["batch_stats"], state, batch,
-                                                               jax.random.key(3))
+  out = jax.jit(functools.partial(rule.update, diagnose=True))(
+    params, v["batch_stats"], state, batch, jax.random.key(3)
+  )
   return model, rule, params, v["batch_stats"], state, x, out
 
 
@@ -104,7 +130,7 @@ def test_reference_update_equals_the_numpy_transcription(tiny_reference):
   for name, dw in (("conv1", dw1), ("conv2", dw2)):
     got = np.asarray(updates[name]["kernel"])
     np.testing.assert_allclose(got, -np.broadcast_to(dw, (3, 3) + dw.shape), rtol=1e-4, atol=1e-7)
-    assert np.all(got == got[0, 0])                                     # identical at every tap
+    assert np.all(got == got[0, 0])  # identical at every tap
     assert np.linalg.matrix_rank(got[0, 0]) <= 1 or np.abs(got[0, 0]).max() == 0.01
   assert np.isclose(np.abs(dw1).max(), 0.01) or np.isclose(np.abs(dw2).max(), 0.01), "clip never bound"
   for name in ("conv3", "bn1", "bn2", "bn3"):
@@ -165,6 +191,7 @@ def test_reference_energy_falls_during_inference(tiny_reference):
 
 # ------------------------------------------------------------------ standard variant
 
+
 def _standard_setup(n=8):
   model = models.CNN(conv_widths=(4, 8, 8), fc_width=16)
   v = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False)
@@ -178,8 +205,9 @@ def test_standard_energy_falls_monotonically_at_a_small_step_size():
   model, v, image, labels = _standard_setup()
   layers = pc._standard_layers(model)
   xs, _, _ = pc.standard_feed_forward(v["params"], v["batch_stats"], image, layers=layers)
-  _, energy = jax.jit(functools.partial(pc.standard_inference, layers=layers, steps=30, rate=0.05,
-                                        output_weight=1.0))(v["params"], v["batch_stats"], xs, image, labels)
+  _, energy = jax.jit(functools.partial(pc.standard_inference, layers=layers, steps=30, rate=0.05, output_weight=1.0))(
+    v["params"], v["batch_stats"], xs, image, labels
+  )
   energy = np.asarray(energy)
   assert np.all(np.diff(energy) < 0), energy
   assert energy[-1] < 0.97 * energy[0]
@@ -189,12 +217,12 @@ def test_standard_updates_approach_bp_gradients_with_weak_clamping_and_many_step
   """With β = 1e-3 and 300 inference steps, (1/β) ∂F/∂θ ≈ ∂CE/∂θ of the forward network: cosine > 0.99
   for every layer (the known PC ≈ BP result, Whittington & Bogacz 2017)."""
   model, v, image, labels = _standard_setup()
-  rule = rules.create("pc", model, pc_config("standard", output_weight=1e-3, inference_steps=300,
-                                              inference_rate=0.1), steps_per_epoch=1)
-  _, _, _, m = jax.jit(functools.partial(rule.update, diagnose=True))(v["params"], v["batch_stats"],
-                                                                     rule.init(v["params"], None),
-                                                                     {"image": image, "label": labels},
-                                                                     jax.random.key(0))
+  rule = rules.create(
+    "pc", model, pc_config("standard", output_weight=1e-3, inference_steps=300, inference_rate=0.1), steps_per_epoch=1
+  )
+  _, _, _, m = jax.jit(functools.partial(rule.update, diagnose=True))(
+    v["params"], v["batch_stats"], rule.init(v["params"], None), {"image": image, "label": labels}, jax.random.key(0)
+  )
   for layer in ("conv1", "conv2", "conv3", "fc1", "fc2"):
     assert float(m[f"cos_pc_vs_bp_{layer}"]) > 0.99, (layer, float(m[f"cos_pc_vs_bp_{layer}"]))
 
@@ -210,15 +238,16 @@ def test_standard_update_of_a_layer_depends_only_on_its_local_quantities():
   upd = jax.jit(functools.partial(pc.standard_weight_updates, layers=layers, output_weight=1.0))
   base = upd(params, stats, xs, image, labels)
   shaken = jax.tree.map(lambda a: a * 1.7 + 0.3, params)
-  for layer, own in (("conv2", ("conv2", "bn2")), ("fc1", ("fc1",))):
+  for own in (("conv2", "bn2"), ("fc1",)):
     mixed = {k: (params[k] if k in own else shaken[k]) for k in params}
     got = upd(mixed, stats, xs, image, labels)
     for k in own:
       jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8), got[k], base[k])
   # the update of conv2 does depend on x_1 (its input) and x_2 (its output), not on x_3
   moved = (xs[0], xs[1], xs[2] + 1.0, xs[3])
-  np.testing.assert_allclose(upd(params, stats, moved, image, labels)["conv2"]["kernel"], base["conv2"]["kernel"],
-                             rtol=1e-6, atol=1e-8)
+  np.testing.assert_allclose(
+    upd(params, stats, moved, image, labels)["conv2"]["kernel"], base["conv2"]["kernel"], rtol=1e-6, atol=1e-8
+  )
   moved = (xs[0] + 0.5, xs[1], xs[2], xs[3])
   assert not np.allclose(upd(params, stats, moved, image, labels)["conv2"]["kernel"], base["conv2"]["kernel"])
 
@@ -232,19 +261,38 @@ def test_pc_rules_train_inside_the_vmapped_step():
   for variant in ("reference", "standard"):
     rule = rules.create("pc", model, pc_config(variant, diagnostics=False), steps_per_epoch=2)
     keys = jnp.asarray(train.seed_key_data([0, 1]))
-    state = jax.vmap(functools.partial(train.create_train_state, model=model, rule=rule,
-                                       image_shape=(32, 32, 3)))(keys)
-    step = train.make_train_step(model, rule, batch_size=8, steps_per_epoch=2, mean=np.full(3, .5, np.float32),
-                                 std=np.full(3, .25, np.float32), pad=4, flip=True)
-    before = jax.tree.map(np.asarray, state)                      # the runner donates its input state
+    state = jax.vmap(functools.partial(train.create_train_state, model=model, rule=rule, image_shape=(32, 32, 3)))(keys)
+    step = train.make_train_step(
+      model,
+      rule,
+      batch_size=8,
+      steps_per_epoch=2,
+      mean=np.full(3, 0.5, np.float32),
+      std=np.full(3, 0.25, np.float32),
+      pad=4,
+      flip=True,
+    )
+    before = jax.tree.map(np.asarray, state)  # the runner donates its input state
     new, metrics = train.make_epoch_runner(step, steps_per_epoch=2, driver="python")(state, images, labels)
     state = before
     assert np.all(np.isfinite(metrics["loss"])) and metrics["loss"].shape == (2,)
-    moved = {k: not np.allclose(state.params[k]["kernel"] if "kernel" in state.params[k] else state.params[k]["scale"],
-                                new.params[k]["kernel"] if "kernel" in new.params[k] else new.params[k]["scale"])
-             for k in state.params}
+    moved = {
+      k: not np.allclose(
+        state.params[k]["kernel"] if "kernel" in state.params[k] else state.params[k]["scale"],
+        new.params[k]["kernel"] if "kernel" in new.params[k] else new.params[k]["scale"],
+      )
+      for k in state.params
+    }
     if variant == "reference":
-      assert moved == {"conv1": True, "conv2": True, "conv3": False, "bn1": False, "bn2": False, "bn3": False,
-                       "fc1": True, "fc2": True}
+      assert moved == {
+        "conv1": True,
+        "conv2": True,
+        "conv3": False,
+        "bn1": False,
+        "bn2": False,
+        "bn3": False,
+        "fc1": True,
+        "fc2": True,
+      }
     else:
       assert all(moved.values()), moved

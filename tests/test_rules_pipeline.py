@@ -1,6 +1,7 @@
 """The standard variants end to end: a tiny demo run of fa, pc and stdp (standard) writes every table with
 their rows, logs their training accuracy per epoch, and records which variant ran. The reference variants run
 in the tiny demo itself (tests/test_pipeline.py)."""
+
 import json
 
 import numpy as np
@@ -17,7 +18,7 @@ def test_fa_pc_stdp_run_through_the_pipeline(tmp_path):
   c.seeds = (1,)
   c.train.num_epochs, c.train.milestones = 1, (0, 1)
   c.eval.resolutions, c.eval.pair_sets = (32,), ("all",)
-  for rule in c.rules:                   # the tiny demo (test_pipeline.py) runs the reference variants
+  for rule in c.rules:  # the tiny demo (test_pipeline.py) runs the reference variants
     c.rule_configs[rule].variant = "standard"
   pipeline.run(c, str(tmp_path / "run"))
   results = tmp_path / "run" / "results"

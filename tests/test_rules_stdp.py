@@ -1,4 +1,5 @@
 """STDP: the sign of both variants, the conv update against an explicit per-position sum, bounds, the rule."""
+
 import functools
 import math
 
@@ -11,10 +12,32 @@ import pytest
 from brainalign import models, rules, train
 from brainalign.rules import stdp
 
-REFERENCE = dict(learning_rate=5e-4, a_plus=0.003, a_minus=0.003, tau_plus=20.0, tau_minus=20.0, time_steps=10,
-                 delta_clip=0.002, w_min=-1.0, w_max=1.0, readout_learning_rate=1e-3)
-STANDARD = dict(learning_rate=1.0, a_plus=0.004, a_minus=0.003, tau=20.0, time_steps=10, max_rate=0.3,
-                threshold=0.5, k_wta=0, batch_size=4, w_min=-1.0, w_max=1.0, readout_learning_rate=1e-3)
+REFERENCE = dict(
+  learning_rate=5e-4,
+  a_plus=0.003,
+  a_minus=0.003,
+  tau_plus=20.0,
+  tau_minus=20.0,
+  time_steps=10,
+  delta_clip=0.002,
+  w_min=-1.0,
+  w_max=1.0,
+  readout_learning_rate=1e-3,
+)
+STANDARD = dict(
+  learning_rate=1.0,
+  a_plus=0.004,
+  a_minus=0.003,
+  tau=20.0,
+  time_steps=10,
+  max_rate=0.3,
+  threshold=0.5,
+  k_wta=0,
+  batch_size=4,
+  w_min=-1.0,
+  w_max=1.0,
+  readout_learning_rate=1e-3,
+)
 
 
 def stdp_config(variant, **kw):
@@ -61,8 +84,9 @@ def test_conv_update_equals_an_explicit_per_position_sum():
   pre = (rng.random((T, B, H, W, I)) < 0.3).astype(np.float32)
   post = (rng.random((T, B, H, W, J)) < 0.3).astype(np.float32)
   w = rng.uniform(-0.5, 0.5, (3, 3, I, J)).astype(np.float32)
-  got = stdp.stdp_conv_update(jnp.asarray(pre), jnp.asarray(post), jnp.asarray(w), a_plus=0.01, a_minus=0.02,
-                              tau=5.0, w_min=-1.0, w_max=1.0)
+  got = stdp.stdp_conv_update(
+    jnp.asarray(pre), jnp.asarray(post), jnp.asarray(w), a_plus=0.01, a_minus=0.02, tau=5.0, w_min=-1.0, w_max=1.0
+  )
   d = math.exp(-1 / 5)
   xpre, xpost = np.zeros_like(pre), np.zeros_like(post)
   for t in range(T):
@@ -85,11 +109,11 @@ def test_conv_update_equals_an_explicit_per_position_sum():
 
 def test_integrate_and_fire_and_k_winner_take_all():
   """IF: v accumulates, fires at threshold and resets; k-WTA keeps the k most depolarised channels."""
-  cur = jnp.asarray(np.array([[[0.6, 0.3, 0.9]], [[0.6, 0.3, 0.2]], [[0.0, 0.6, 0.0]]], np.float32))   # [T=3, 1, 3]
+  cur = jnp.asarray(np.array([[[0.6, 0.3, 0.9]], [[0.6, 0.3, 0.2]], [[0.0, 0.6, 0.0]]], np.float32))  # [T=3, 1, 3]
   s = np.asarray(stdp.integrate_and_fire(cur, threshold=1.0, k_wta=0))
   np.testing.assert_array_equal(s[:, 0], [[0, 0, 0], [1, 0, 1], [0, 1, 0]])
   s = np.asarray(stdp.integrate_and_fire(cur, threshold=1.0, k_wta=1))
-  np.testing.assert_array_equal(s[:, 0], [[0, 0, 0], [1, 0, 0], [0, 1, 0]])   # t=1: 1.2 beats 1.1; t=2: 1.2 > 1.1
+  np.testing.assert_array_equal(s[:, 0], [[0, 0, 0], [1, 0, 0], [0, 1, 0]])  # t=1: 1.2 beats 1.1; t=2: 1.2 > 1.1
 
 
 @pytest.mark.parametrize("variant", ["reference", "standard"])
@@ -106,8 +130,16 @@ def test_stdp_rule_trains_in_the_vmapped_step_and_keeps_weights_in_bounds(varian
   keys = jnp.asarray(train.seed_key_data([0, 1]))
   state = jax.vmap(functools.partial(train.create_train_state, model=model, rule=rule, image_shape=(32, 32, 3)))(keys)
   before = jax.tree.map(np.asarray, state)
-  step = train.make_train_step(model, rule, batch_size=8, steps_per_epoch=2, mean=np.full(3, .5, np.float32),
-                               std=np.full(3, .25, np.float32), pad=4, flip=True)
+  step = train.make_train_step(
+    model,
+    rule,
+    batch_size=8,
+    steps_per_epoch=2,
+    mean=np.full(3, 0.5, np.float32),
+    std=np.full(3, 0.25, np.float32),
+    pad=4,
+    flip=True,
+  )
   new, metrics = train.make_epoch_runner(step, steps_per_epoch=2, driver="python")(state, images, labels)
   assert np.all(np.isfinite(metrics["loss"]))
   for k in ("bn1", "fc2"):
@@ -117,7 +149,7 @@ def test_stdp_rule_trains_in_the_vmapped_step_and_keeps_weights_in_bounds(varian
     change = w1 - np.clip(w0, -1, 1) if variant == "reference" else w1 - w0
     assert np.abs(change).max() > 0
     if variant == "reference":
-      assert np.abs(change).max() <= 2 * 6.36e-7 + 1e-7                    # 2 steps; float32 rounding
+      assert np.abs(change).max() <= 2 * 6.36e-7 + 1e-7  # 2 steps; float32 rounding
       np.testing.assert_allclose(change, np.broadcast_to(change[:, :1, :1], change.shape), atol=2e-7)
     else:
       assert w1.min() >= -0.3 and w1.max() <= 0.3

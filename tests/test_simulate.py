@@ -26,10 +26,12 @@ N_CLASSES = 6
 # stimuli and ~1/3 of the voxels, RDM comparisons are much noisier, so the signal is doubled
 # (noise_sd and run_offset_sd stay at their defaults).
 SMALL = simulate.SimulationConfig(
-    n_runs=5, n_test_concepts=5,
-    roi_sizes=(("V1", 80), ("V2", 60), ("V3", 60), ("hV4", 60), ("lLOC", 40), ("rLOC", 30), ("IT", 80)),
-    n_other_voxels=20,
-    signal_sd=tuple((roi, 2 * sd) for roi, sd in simulate.SimulationConfig().signal_sd))
+  n_runs=5,
+  n_test_concepts=5,
+  roi_sizes=(("V1", 80), ("V2", 60), ("V3", 60), ("hV4", 60), ("lLOC", 40), ("rLOC", 30), ("IT", 80)),
+  n_other_voxels=20,
+  signal_sd=tuple((roi, 2 * sd) for roi, sd in simulate.SimulationConfig().signal_sd),
+)
 SUBJECTS = ("sub-01", "sub-02", "sub-03")
 
 
@@ -50,11 +52,12 @@ def _synthetic_images(n: int, *, size: int = 28, seed: int = 0) -> tuple[np.ndar
   r = np.hypot(x, y)
   bar = (np.abs(along) < 9 * scale) & (np.abs(across) < 2.5 * scale)
   shapes = {
-      0: bar, 1: bar, 2: bar,
-      3: r < 8 * scale,
-      4: (r < 10 * scale) & (r > 6.5 * scale),
-      5: ((np.abs(x) < 2.5 * scale) | (np.abs(y) < 2.5 * scale)) & (np.abs(x) < 9 * scale)
-         & (np.abs(y) < 9 * scale),
+    0: bar,
+    1: bar,
+    2: bar,
+    3: r < 8 * scale,
+    4: (r < 10 * scale) & (r > 6.5 * scale),
+    5: ((np.abs(x) < 2.5 * scale) | (np.abs(y) < 2.5 * scale)) & (np.abs(x) < 9 * scale) & (np.abs(y) < 9 * scale),
   }
   mask = np.zeros((n, size, size), bool)
   for k, m in shapes.items():
@@ -80,8 +83,7 @@ def stimuli():
 def simulated(stimuli, tmp_path_factory):
   """The small dataset (default seed), its folder and what the real loader makes of it."""
   images, labels = stimuli
-  betas = simulate.simulate_things_fmri(images, labels, CONCEPTS,
-                                        tmp_path_factory.mktemp("sim"), SMALL)
+  betas = simulate.simulate_things_fmri(images, labels, CONCEPTS, tmp_path_factory.mktemp("sim"), SMALL)
   return betas, things.load_things_fmri(betas)
 
 
@@ -113,8 +115,7 @@ def test_same_seed_gives_identical_files_and_another_seed_differs(simulated, sti
   """
   images, labels = stimuli
   again = simulate.simulate_things_fmri(images, labels, CONCEPTS, tmp_path / "a", SMALL)
-  other = simulate.simulate_things_fmri(images, labels, CONCEPTS, tmp_path / "b",
-                                        dataclasses.replace(SMALL, seed=1))
+  other = simulate.simulate_things_fmri(images, labels, CONCEPTS, tmp_path / "b", dataclasses.replace(SMALL, seed=1))
   ref = _digest(simulated[0])
   assert _digest(again) == ref
   changed = _digest(other)
@@ -155,8 +156,8 @@ def test_loader_reads_it_back_with_exemplar01_stimuli_and_shared_order(simulated
   assert brain.rois == ("V1", "V2", "V3", "hV4", "LOC", "IT")
   assert brain.stimuli == tuple(default_stimulus_name(c, 1) for c in sorted(CONCEPTS))
   session, run = brain.runs // 100, brain.runs % 100
-  assert len(set(session[0])) == len(set(session[1])) == 1        # all _01 in one session
-  assert session[0, 0] != session[1, 0]                           # ... a different one per subject
+  assert len(set(session[0])) == len(set(session[1])) == 1  # all _01 in one session
+  assert session[0, 0] != session[1, 0]  # ... a different one per subject
   np.testing.assert_array_equal(run[0], run[1])
   assert (run[2] != run[0]).any()
 
@@ -174,7 +175,7 @@ def _gabor_energy_rdm(images: np.ndarray) -> np.ndarray:
   n, size, _ = images.shape
   feats = []
   half = 10
-  yy, xx = np.mgrid[-half:half + 1, -half:half + 1].astype(float)
+  yy, xx = np.mgrid[-half : half + 1, -half : half + 1].astype(float)
   for lam in (4.0, 8.0):
     sd = 0.5 * lam
     for th in np.arange(4) * np.pi / 4:
@@ -198,11 +199,12 @@ def test_ground_truth_is_recoverable_v1_low_level_it_categorical(simulated, stim
   """
   images, labels = stimuli
   _, brain = simulated
-  order = np.argsort(CONCEPTS)                                    # loader rows = sorted concepts
+  order = np.argsort(CONCEPTS)  # loader rows = sorted concepts
   gabor = _gabor_energy_rdm(images[order])
   category = pdist(labels[order][:, None], lambda a, b: float(a[0] != b[0]))
-  mean_rank = {roi: np.mean([_ranks(brain.rdm_vectors[s, r]) for s in range(3)], axis=0)
-               for r, roi in enumerate(brain.rois)}
+  mean_rank = {
+    roi: np.mean([_ranks(brain.rdm_vectors[s, r]) for s in range(3)], axis=0) for r, roi in enumerate(brain.rois)
+  }
   v1_gabor, it_gabor = _spearman(mean_rank["V1"], gabor), _spearman(mean_rank["IT"], gabor)
   v1_cat, it_cat = _spearman(mean_rank["V1"], category), _spearman(mean_rank["IT"], category)
   assert v1_gabor > 0.2 and v1_gabor > it_gabor + 0.1, (v1_gabor, it_gabor)
@@ -217,8 +219,9 @@ def test_sub03_is_noisier(stimuli, tmp_path):
   rho(sub-01, sub-02), which is clearly positive.
   """
   images, labels = stimuli
-  betas = simulate.simulate_things_fmri(images, labels, CONCEPTS, tmp_path,
-                                        dataclasses.replace(SMALL, run_offset_sd=0.0))
+  betas = simulate.simulate_things_fmri(
+    images, labels, CONCEPTS, tmp_path, dataclasses.replace(SMALL, run_offset_sd=0.0)
+  )
   v = things.load_things_fmri(betas).rdm_vectors
   for r in range(v.shape[1]):
     r12, r13, r23 = _spearman(v[0, r], v[1, r]), _spearman(v[0, r], v[2, r]), _spearman(v[1, r], v[2, r])
@@ -235,8 +238,9 @@ def test_same_run_pairs_are_more_similar(simulated, stimuli, tmp_path):
   """
   _, brain = simulated
   images, labels = stimuli
-  flat = things.load_things_fmri(simulate.simulate_things_fmri(
-      images, labels, CONCEPTS, tmp_path, dataclasses.replace(SMALL, run_offset_sd=0.0)))
+  flat = things.load_things_fmri(
+    simulate.simulate_things_fmri(images, labels, CONCEPTS, tmp_path, dataclasses.replace(SMALL, run_offset_sd=0.0))
+  )
   i, j = np.triu_indices(N_CONCEPTS, k=1)
   for s in range(3):
     same = brain.runs[s, i] == brain.runs[s, j]
@@ -274,10 +278,11 @@ def test_v1_units_prefer_their_orientation():
   c = np.arange(32) - 15.5
   yy, xx = np.meshgrid(c, c, indexing="ij")
   thetas = np.arange(8) * np.pi / 8
-  gratings = 0.5 + 0.5 * np.cos(2 * np.pi * 0.25 * (xx[None] * np.cos(thetas)[:, None, None]
-                                                    + yy[None] * np.sin(thetas)[:, None, None]))
+  gratings = 0.5 + 0.5 * np.cos(
+    2 * np.pi * 0.25 * (xx[None] * np.cos(thetas)[:, None, None] + yy[None] * np.sin(thetas)[:, None, None])
+  )
   v1 = simulate.ground_truth_features(gratings, np.zeros(8, int))["V1"].reshape(8, 16, 16, 16)
-  centre = v1[:, 4:12, 4:12, :8].mean(axis=(1, 2))               # [grating, orientation channel]
+  centre = v1[:, 4:12, 4:12, :8].mean(axis=(1, 2))  # [grating, orientation channel]
   np.testing.assert_array_equal(centre.argmax(axis=1), np.arange(8))
 
 

@@ -2,6 +2,7 @@
 
 Small shapes only (n <= 30 stimuli) so the whole file runs in well under two minutes on a shared 2-core CPU.
 """
+
 import itertools
 
 import jax
@@ -97,7 +98,8 @@ def test_tau_a_equals_brute_force_counts_with_ties_and_weights():
 def test_tau_a_at_paper_size_is_exact_beyond_int32():
   """At the paper's P = 258,840 pairs (P(P-1)/2 ~ 3.3e10 pairs of pairs, beyond int32) and with many
   ties, tau-a equals rsatoolbox's `_tau_a` (scipy's exact int64 merge-sort counts) to float32 precision."""
-  from rsatoolbox.rdm.compare import _tau_a  # pylint: disable=import-outside-toplevel
+  from rsatoolbox.rdm.compare import _tau_a
+
   rng = np.random.default_rng(3)
   p = 258_840
   x = rng.standard_normal(p).astype(np.float32)
@@ -215,8 +217,9 @@ def test_bootstrap_distribution_matches_rsatoolbox_eval_bootstrap_pattern():
   vox = np.stack([latent @ rng.standard_normal((3, 15)) + 1.5 * rng.standard_normal((n, 15)) for _ in range(3)])
   brain = np.stack([scipy.spatial.distance.pdist(v, "correlation") for v in vox])[:, None].astype(np.float32)
   np.random.seed(0)  # rsatoolbox draws from NumPy's global generator
-  res = eval_bootstrap_pattern(ModelFixed("m", RDMs(model.astype(np.float64))), RDMs(brain[:, 0].astype(np.float64)),
-                               method="spearman", N=count)
+  res = eval_bootstrap_pattern(
+    ModelFixed("m", RDMs(model.astype(np.float64))), RDMs(brain[:, 0].astype(np.float64)), method="spearman", N=count
+  )
   theirs = np.asarray(res.evaluations)[:, 0]
   their_lower = np.asarray(res.noise_ceiling)[0]
   i, j = rsa.pair_indices(n)
@@ -329,9 +332,10 @@ def test_partial_spearman_equals_direct_numpy():
     return rv - rz * beta[0]
 
   want_ref = np.array([[scipy.stats.spearmanr(resid(a), resid(b))[0] for b in y] for a in x])
-  r = lambda a, b: scipy.stats.spearmanr(a, b)[0]  # noqa: E731
-  want_closed = np.array([[(r(a, b) - r(a, z) * r(b, z)) / np.sqrt((1 - r(a, z) ** 2) * (1 - r(b, z) ** 2))
-                           for b in y] for a in x])
+  r = lambda a, b: scipy.stats.spearmanr(a, b)[0]
+  want_closed = np.array(
+    [[(r(a, b) - r(a, z) * r(b, z)) / np.sqrt((1 - r(a, z) ** 2) * (1 - r(b, z) ** 2)) for b in y] for a in x]
+  )
   np.testing.assert_allclose(stats.partial_spearman(x, y, z, form="reference"), want_ref, atol=2e-6)
   np.testing.assert_allclose(stats.partial_spearman(x, y, z, form="closed"), want_closed, atol=2e-6)
   assert np.isnan(stats.partial_spearman(z[None], y, z, form="closed")).all()
@@ -342,9 +346,11 @@ def test_pixel_and_luminance_rdms():
   rng = np.random.default_rng(0)
   imgs = rng.uniform(size=(6, 4, 4, 3)).astype(np.float32)
   i, j = rsa.pair_indices(6)
-  np.testing.assert_allclose(stats.pixel_rdm_vector(imgs, (i, j)),
-                             scipy.spatial.distance.pdist(imgs.reshape(6, -1).astype(np.float64), "correlation"),
-                             atol=1e-6)
+  np.testing.assert_allclose(
+    stats.pixel_rdm_vector(imgs, (i, j)),
+    scipy.spatial.distance.pdist(imgs.reshape(6, -1).astype(np.float64), "correlation"),
+    atol=1e-6,
+  )
   y = (0.2126 * imgs[..., 0] + 0.7152 * imgs[..., 1] + 0.0722 * imgs[..., 2]).mean(axis=(1, 2))
   np.testing.assert_allclose(stats.luminance_rdm_vector(imgs, (i, j)), np.abs(y[i] - y[j]), atol=1e-6)
 
@@ -376,7 +382,7 @@ def test_partial_spearman_bootstrap_identity_and_explicit_resampling():
   def direct(xv, yv, ids):
     oa, ob = ids[a], ids[b]
     keep = oa != ob
-    pick = lambda v: scipy.spatial.distance.squareform(v.astype(np.float64))[oa, ob][keep]  # noqa: E731
+    pick = lambda v: scipy.spatial.distance.squareform(v.astype(np.float64))[oa, ob][keep]
     xe, ye, ze = pick(xv), pick(yv), pick(z)
 
     def resid(v):
@@ -423,10 +429,10 @@ def test_weighted_ranks_equal_scipy_ranks_of_the_expanded_vector():
   for v in (np.round(rng.standard_normal(200) * 3), rng.standard_normal(200)):  # many ties; none
     v = v.astype(np.float32)
     expanded = scipy.stats.rankdata(np.repeat(v, w.astype(int)))  # copies of entry u are contiguous
-    want = expanded[np.cumsum(w[w > 0]).astype(int) - 1]           # every copy has the same (average) rank
-    keys = stats._order_keys(jax.numpy.asarray(v)[None])  # pylint: disable=protected-access
-    hist = np.asarray(stats._weighted_ranks(keys[0], w, 201))  # pylint: disable=protected-access
-    plan = tuple(a[0] for a in stats._rank_plan(keys))  # pylint: disable=protected-access
-    planned = np.asarray(stats._planned_ranks(plan, w))  # pylint: disable=protected-access
+    want = expanded[np.cumsum(w[w > 0]).astype(int) - 1]  # every copy has the same (average) rank
+    keys = stats._order_keys(jax.numpy.asarray(v)[None])
+    hist = np.asarray(stats._weighted_ranks(keys[0], w, 201))
+    plan = tuple(a[0] for a in stats._rank_plan(keys))
+    planned = np.asarray(stats._planned_ranks(plan, w))
     np.testing.assert_array_equal(hist[w > 0], want)
     np.testing.assert_array_equal(planned[w > 0], want)

@@ -1,19 +1,19 @@
 """Errors on the real-data path name the file and the problem, through the whole prepare/probe path, and a
 failed prepare leaves no cache behind. (Loader-level cases — missing file, missing/empty ROI, NaN, truncated
 HDF5, bad StimulusMetadata — are in test_things.py.)"""
+
 import pathlib
 import shutil
 
 import numpy as np
 import pytest
+import things_fixture
 from PIL import Image
 
 from brainalign import probe
 from brainalign.data import things
 from brainalign.data import things_writer as tw
 from configs import paper
-
-import things_fixture
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,9 @@ def test_stimulus_names_without_images_are_all_listed(fx, tmp_path):
   msg = str(err.value)
   assert "3 of 12 stimulus images are missing" in msg and "object_images/<concept>/<stimulus>" in msg
   for stim in gone:
-    assert f"{stim}  (expected {pathlib.Path(c.brain.images_dir) / 'object_images' / stim.rsplit('_', 1)[0] / stim})" in msg
+    assert (
+      f"{stim}  (expected {pathlib.Path(c.brain.images_dir) / 'object_images' / stim.rsplit('_', 1)[0] / stim})" in msg
+    )
   assert "dog_01b.jpg" not in msg
 
 
@@ -64,7 +66,7 @@ def test_nan_and_truncated_files_fail_prepare_without_a_cache(fx, tmp_path):
   betas = pathlib.Path(c.brain.betas_dir)
   md, vox, resp = (fx[k]["sub-03"] for k in ("stimulus_metadata", "voxel_metadata", "responses"))
   bad = resp.copy()
-  bad[1, 7] = np.nan   # sub-03's first ROI block is hV4 (rows 0..2)
+  bad[1, 7] = np.nan  # sub-03's first ROI block is hV4 (rows 0..2)
   tw.write_subject(betas, "sub-03", md, vox, bad)
   with pytest.raises(things.ThingsFormatError, match=r"sub-03_ResponseData\.h5.*NaN.*voxel_id\(s\) 1\b"):
     probe.prepare_step(c)
@@ -86,7 +88,7 @@ def test_roi_definition_errors_name_file_and_column(fx, tmp_path):
   with pytest.raises(things.ThingsFormatError) as err:
     probe.load_brain(c.brain)
   assert "sub-01_VoxelMetadata.csv" in str(err.value) and "['FFA']" in str(err.value) and "'lFFA'" in str(err.value)
-  c.brain.roi_definitions.FFA = ("lFFA", "rFFA")   # all zero in the fixture
+  c.brain.roi_definitions.FFA = ("lFFA", "rFFA")  # all zero in the fixture
   with pytest.raises(things.ThingsFormatError, match=r"sub-01_VoxelMetadata\.csv.*lFFA\|rFFA has no voxels"):
     probe.load_brain(c.brain)
   c.brain.rois = ("V1", "PPA")
@@ -103,8 +105,9 @@ def test_custom_roi_union_and_reliability_from_config(fx, tmp_path):
   c.brain.rois = ("EARLY", "LOC")
   c.brain.voxel_selection, c.brain.nc_testset_min = "reliability", 25.0
   _, brain, _ = probe.load_brain(c.brain)
-  want = things.load_things_fmri(fx["betas_dir"], rois={"EARLY": ("V1", "V2"), "LOC": ("lLOC", "rLOC")},
-                                 nc_testset_min=25.0)
+  want = things.load_things_fmri(
+    fx["betas_dir"], rois={"EARLY": ("V1", "V2"), "LOC": ("lLOC", "rLOC")}, nc_testset_min=25.0
+  )
   np.testing.assert_array_equal(brain.rdm_vectors, want.rdm_vectors)
   vox = fx["voxel_metadata"]["sub-01"]
   assert brain.n_voxels[0, 0] == int((((vox.V1 == 1) | (vox.V2 == 1)) & (vox.nc_testset > 25)).sum())

@@ -8,6 +8,7 @@ at once would need ≈ 190 MB. The load runs in a fresh subprocess that measures
 Needs ≈ 0.25 GB of free disk in the temporary folder; set BRAINALIGN_SKIP_MEMORY_TEST=1 to skip it
 (it is also skipped automatically with less than 1 GB free). Takes about 10 s.
 """
+
 import json
 import os
 import shutil
@@ -22,8 +23,9 @@ from brainalign.data import things_writer as tw
 
 N_VOX, N_ROI = 2700, 2400
 
-pytestmark = pytest.mark.skipif(os.environ.get("BRAINALIGN_SKIP_MEMORY_TEST", "") not in ("", "0"),
-                                reason="BRAINALIGN_SKIP_MEMORY_TEST is set")
+pytestmark = pytest.mark.skipif(
+  os.environ.get("BRAINALIGN_SKIP_MEMORY_TEST", "") not in ("", "0"), reason="BRAINALIGN_SKIP_MEMORY_TEST is set"
+)
 
 _MEASURE = textwrap.dedent("""
     import json, resource, sys, tracemalloc
@@ -43,9 +45,15 @@ def test_roi_preparation_peaks_far_below_file_size(tmp_path):
   if shutil.disk_usage(tmp_path).free < 2**30:
     pytest.skip("less than 1 GB free in the temporary folder")
   concepts = [f"concept{k:03d}" for k in range(720)]
-  design = tw.make_design(concepts, subject_id=1, n_sessions=12, n_runs=10,
-                          exemplar_for_session=[12, 4, 1, 10, 6, 11, 7, 2, 3, 8, 5, 9], test_concepts=concepts[:100],
-                          order_seed=1)
+  design = tw.make_design(
+    concepts,
+    subject_id=1,
+    n_sessions=12,
+    n_runs=10,
+    exemplar_for_session=[12, 4, 1, 10, 6, 11, 7, 2, 3, 8, 5, 9],
+    test_concepts=concepts[:100],
+    order_seed=1,
+  )
   assert len(design) == 9840
   vox = tw.make_voxel_metadata(1, {"V1": N_ROI}, N_VOX - N_ROI, seed=0)
   responses = np.random.default_rng(0).standard_normal((N_VOX, len(design)))
@@ -55,14 +63,15 @@ def test_roi_preparation_peaks_far_below_file_size(tmp_path):
   assert size >= 200 * 10**6
 
   env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(p) for p in sys.path if p]))
-  out = subprocess.run([sys.executable, "-c", _MEASURE, str(tmp_path / "betas_csv")], capture_output=True, text=True,
-                       env=env, timeout=120)
+  out = subprocess.run(
+    [sys.executable, "-c", _MEASURE, str(tmp_path / "betas_csv")], capture_output=True, text=True, env=env, timeout=120
+  )
   assert out.returncode == 0, out.stderr[-3000:]
   m = json.loads(out.stdout.strip().splitlines()[-1])
   assert m["shape"] == [1, 1, 720 * 719 // 2] and m["n_voxels"] == N_ROI
-  patterns_bytes = 720 * N_ROI * 8          # the [n, v] patterns the RDM needs: a floor for the peak
-  roi_rows_bytes = N_ROI * 9840 * 8         # what reading the ROI at once would take
-  assert patterns_bytes < m["peak"], m       # the measurement sees the arrays
+  patterns_bytes = 720 * N_ROI * 8  # the [n, v] patterns the RDM needs: a floor for the peak
+  roi_rows_bytes = N_ROI * 9840 * 8  # what reading the ROI at once would take
+  assert patterns_bytes < m["peak"], m  # the measurement sees the arrays
   assert m["peak"] < size / 4, (m, size)
   assert m["peak"] < roi_rows_bytes / 4, m
   assert m["rss_growth"] < size * 0.4, (m, size)

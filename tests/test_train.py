@@ -1,4 +1,5 @@
 """Training: BP updates, the PyTorch-equivalent optimiser, the schedule, augmentation, batching, seed vmap."""
+
 import functools
 
 import jax
@@ -11,9 +12,20 @@ import pytest
 from brainalign import models, optim, rules, train
 from brainalign.types import LearningRule
 
-BP = ml_collections.ConfigDict(dict(learning_rate=1e-3, weight_decay=1e-4, clip_norm=1.0, b1=0.9, b2=0.999,
-                                    eps=1e-8, schedule="cosine_per_epoch", schedule_epochs=4,
-                                    conv_init="torch_default", conv_bias=False))
+BP = ml_collections.ConfigDict(
+  dict(
+    learning_rate=1e-3,
+    weight_decay=1e-4,
+    clip_norm=1.0,
+    b1=0.9,
+    b2=0.999,
+    eps=1e-8,
+    schedule="cosine_per_epoch",
+    schedule_epochs=4,
+    conv_init="torch_default",
+    conv_bias=False,
+  )
+)
 SMALL = dict(conv_widths=(4, 8, 8), fc_width=16)
 
 
@@ -32,14 +44,16 @@ def test_bp_updates_are_the_gradient_of_cross_entropy():
   key = jax.random.key(2)
 
   def loss(p):
-    (logits, _), _ = model.apply({"params": p, "batch_stats": v["batch_stats"]}, x, train=True,
-                                 rngs={"dropout": key}, mutable=["batch_stats"])
+    (logits, _), _ = model.apply(
+      {"params": p, "batch_stats": v["batch_stats"]}, x, train=True, rngs={"dropout": key}, mutable=["batch_stats"]
+    )
     logp = jax.nn.log_softmax(logits)
     return -jnp.mean(logp[jnp.arange(6), y])
 
   want = jax.jit(jax.grad(loss))(v["params"])
-  got, _, _, metrics = jax.jit(rule.update)(v["params"], v["batch_stats"], rule.init(v["params"], key),
-                                   {"image": x, "label": y}, key)
+  got, _, _, metrics = jax.jit(rule.update)(
+    v["params"], v["batch_stats"], rule.init(v["params"], key), {"image": x, "label": y}, key
+  )
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), got, want)
   np.testing.assert_allclose(metrics["loss"], loss(v["params"]), rtol=1e-5)
 
@@ -51,13 +65,13 @@ def _torch_adam_reference(params, grads_seq, *, lr_seq, wd, clip, b1=0.9, b2=0.9
   s = {k: np.zeros_like(v) for k, v in p.items()}
   for t, (g, lr) in enumerate(zip(grads_seq, lr_seq), start=1):
     g = {k: np.array(v, np.float64) for k, v in g.items()}
-    norm = np.sqrt(sum((v ** 2).sum() for v in g.values()))
+    norm = np.sqrt(sum((v**2).sum() for v in g.values()))
     scale = min(1.0, clip / (norm + 1e-6))
     for k in p:
       gk = g[k] * scale + wd * p[k]
       m[k] = b1 * m[k] + (1 - b1) * gk
-      s[k] = b2 * s[k] + (1 - b2) * gk ** 2
-      mhat, shat = m[k] / (1 - b1 ** t), s[k] / (1 - b2 ** t)
+      s[k] = b2 * s[k] + (1 - b2) * gk**2
+      mhat, shat = m[k] / (1 - b1**t), s[k] / (1 - b2**t)
       p[k] = p[k] - lr * mhat / (np.sqrt(shat) + eps)
   return p
 
@@ -96,12 +110,17 @@ def test_augmentation_is_a_crop_of_the_zero_padded_image_possibly_mirrored():
   padded = np.pad(x, ((0, 0), (4, 4), (4, 4), (0, 0)))
   shifts, flips = set(), set()
   for b in range(6):
-    found = [(u, v, f) for u in range(9) for v in range(9) for f in (False, True)
-             if np.array_equal((w := padded[b, u:u + 32, v:v + 32]) if not f else w[:, ::-1], out[b])]
+    found = [
+      (u, v, f)
+      for u in range(9)
+      for v in range(9)
+      for f in (False, True)
+      if np.array_equal((w := padded[b, u : u + 32, v : v + 32]) if not f else w[:, ::-1], out[b])
+    ]
     assert found, f"image {b} is not a crop of its padded original"
     shifts.add(found[0][:2])
     flips.add(found[0][2])
-  assert len(shifts) > 1 and flips == {False, True}   # the draws vary (6 images, 81 offsets, p(flip)=0.5)
+  assert len(shifts) > 1 and flips == {False, True}  # the draws vary (6 images, 81 offsets, p(flip)=0.5)
 
 
 class _Recorder:
@@ -113,8 +132,13 @@ class _Recorder:
       return optax.EmptyState()
 
     def update(params, batch_stats, rule_state, batch, key):
-      return (jax.tree.map(jnp.zeros_like, params), batch_stats, rule_state,
-              {"ids": batch["label"], "loss": jnp.float32(0), "accuracy": jnp.float32(0)})
+      return (
+        jax.tree.map(jnp.zeros_like, params),
+        batch_stats,
+        rule_state,
+        {"ids": batch["label"], "loss": jnp.float32(0), "accuracy": jnp.float32(0)},
+      )
+
     return LearningRule(init=init, update=update, optimizer=optax.set_to_zero())
 
 
@@ -124,8 +148,18 @@ def test_each_epoch_visits_a_fresh_permutation_and_drops_the_partial_batch():
   rule = _Recorder.create(model)
   n, b = 50, 8
   spe = n // b
-  step = jax.jit(train.make_train_step(model, rule, batch_size=b, steps_per_epoch=spe, mean=np.zeros(3, np.float32),
-                                       std=np.ones(3, np.float32), pad=4, flip=True))
+  step = jax.jit(
+    train.make_train_step(
+      model,
+      rule,
+      batch_size=b,
+      steps_per_epoch=spe,
+      mean=np.zeros(3, np.float32),
+      std=np.ones(3, np.float32),
+      pad=4,
+      flip=True,
+    )
+  )
   images = jnp.zeros((n, 32, 32, 3), jnp.uint8)
   ids = jnp.arange(n, dtype=jnp.int32)
   state = jax.tree.map(lambda a: a[0], _state(model, rule))
@@ -148,14 +182,23 @@ def test_each_epoch_visits_a_fresh_permutation_and_drops_the_partial_batch():
 
 @pytest.mark.parametrize("driver", ["python", "scan"])
 def test_vmapped_seeds_equal_seeds_trained_one_at_a_time(driver):
-  """Training 2 seeds in one vmapped call gives each seed what training it alone gives, up to rounding (both drivers)."""
+  """Training 2 seeds in one vmapped call gives each seed what training it alone gives, up to rounding (both
+  drivers)."""
   model = models.CNN(conv_impl="im2col", **SMALL)
   rule = rules.create("bp", model, BP, steps_per_epoch=3)
   rng = np.random.default_rng(2)
   images = jnp.asarray(rng.integers(0, 256, (30, 32, 32, 3), dtype=np.uint8))
   labels = jnp.asarray(rng.integers(0, 10, 30).astype(np.int32))
-  step = train.make_train_step(model, rule, batch_size=8, steps_per_epoch=3, mean=np.full(3, .5, np.float32),
-                               std=np.full(3, .25, np.float32), pad=4, flip=True)
+  step = train.make_train_step(
+    model,
+    rule,
+    batch_size=8,
+    steps_per_epoch=3,
+    mean=np.full(3, 0.5, np.float32),
+    std=np.full(3, 0.25, np.float32),
+    pad=4,
+    flip=True,
+  )
   run = train.make_epoch_runner(step, steps_per_epoch=3, driver=driver)
   both, metrics = run(_state(model, rule, (7, 8)), images, labels)
   assert metrics["loss"].shape == (2,)
@@ -163,7 +206,9 @@ def test_vmapped_seeds_equal_seeds_trained_one_at_a_time(driver):
     alone, _ = run(_state(model, rule, (seed,)), images, labels)
     # batch 2 vs batch 1 round differently (CPU-dependent) and Adam can magnify that near zero gradients:
     # atol 1e-4 = 10% of one Adam step of lr 1e-3 (tests/test_training_sets.py gives the reasoning)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a[k], b[0], rtol=1e-4, atol=1e-4), both.params, alone.params)
+    jax.tree.map(
+      lambda a, b, k=k: np.testing.assert_allclose(a[k], b[0], rtol=1e-4, atol=1e-4), both.params, alone.params
+    )
 
 
 @pytest.mark.parametrize("driver", ["python", "scan"])
@@ -171,16 +216,32 @@ def test_diagnostic_last_step_changes_nothing_but_adds_metrics_of_the_last_batch
   """An epoch whose last step asks FA for its diagnostics ends in exactly the state of a plain epoch; loss is
   the mean over the epoch's steps (oracle: the steps run one by one here), the angles come from the last step."""
   model = models.CNN(conv_impl="im2col", **SMALL)
-  fa_config = ml_collections.ConfigDict(dict(
-      variant="standard", conv_init="kaiming_normal", conv_bias=True, diagnostics=True,
-      standard=dict(learning_rate=1e-2, momentum=0.9, weight_decay=1e-4, clip_norm=1.0, schedule="constant",
-                    schedule_epochs=1)))
+  fa_config = ml_collections.ConfigDict(
+    dict(
+      variant="standard",
+      conv_init="kaiming_normal",
+      conv_bias=True,
+      diagnostics=True,
+      standard=dict(
+        learning_rate=1e-2, momentum=0.9, weight_decay=1e-4, clip_norm=1.0, schedule="constant", schedule_epochs=1
+      ),
+    )
+  )
   rule = rules.create("fa", model, fa_config, steps_per_epoch=3)
   rng = np.random.default_rng(3)
   images = jnp.asarray(rng.integers(0, 256, (24, 32, 32, 3), dtype=np.uint8))
   labels = jnp.asarray(rng.integers(0, 10, 24).astype(np.int32))
-  make = functools.partial(train.make_train_step, model, rule, batch_size=8, steps_per_epoch=3,
-                           mean=np.full(3, .5, np.float32), std=np.full(3, .25, np.float32), pad=4, flip=True)
+  make = functools.partial(
+    train.make_train_step,
+    model,
+    rule,
+    batch_size=8,
+    steps_per_epoch=3,
+    mean=np.full(3, 0.5, np.float32),
+    std=np.full(3, 0.25, np.float32),
+    pad=4,
+    flip=True,
+  )
   plain = train.make_epoch_runner(make(), steps_per_epoch=3, driver=driver)
   diag = train.make_epoch_runner(make(), steps_per_epoch=3, driver=driver, last_step=make(diagnose=True))
   start = _state(model, rule, (5, 6))
@@ -189,8 +250,10 @@ def test_diagnostic_last_step_changes_nothing_but_adds_metrics_of_the_last_batch
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), want.params, got.params)
   np.testing.assert_allclose(metrics["loss"], want_metrics["loss"], rtol=1e-6)
   assert "angle_fa_vs_bp_conv1" not in want_metrics and metrics["angle_fa_vs_bp_conv1"].shape == (2,)
-  vstep, vdiag = jax.jit(jax.vmap(make(), in_axes=(0, None, None))), jax.jit(jax.vmap(make(diagnose=True),
-                                                                                        in_axes=(0, None, None)))
+  vstep, vdiag = (
+    jax.jit(jax.vmap(make(), in_axes=(0, None, None))),
+    jax.jit(jax.vmap(make(diagnose=True), in_axes=(0, None, None))),
+  )
   st, losses = _state(model, rule, (5, 6)), []
   for _ in range(2):
     st, m = vstep(st, images, labels)
@@ -210,8 +273,16 @@ def test_epoch_runner_draws_the_same_shuffle_as_a_step_that_draws_its_own(driver
   rng = np.random.default_rng(4)
   images = jnp.asarray(rng.integers(0, 256, (2, 26, 32, 32, 3), dtype=np.uint8))
   labels = jnp.asarray(rng.integers(0, 10, (2, 26)).astype(np.int32))
-  step = train.make_train_step(model, rule, batch_size=8, steps_per_epoch=3, mean=np.full(3, .5, np.float32),
-                               std=np.full(3, .25, np.float32), pad=4, flip=True)
+  step = train.make_train_step(
+    model,
+    rule,
+    batch_size=8,
+    steps_per_epoch=3,
+    mean=np.full(3, 0.5, np.float32),
+    std=np.full(3, 0.25, np.float32),
+    pad=4,
+    flip=True,
+  )
   run = train.make_epoch_runner(step, steps_per_epoch=3, driver=driver, per_seed_data=True)
   vstep = jax.jit(jax.vmap(step, in_axes=(0, 0, 0)))
   state = ref = _state(model, rule, (3, 4))
@@ -223,5 +294,7 @@ def test_epoch_runner_draws_the_same_shuffle_as_a_step_that_draws_its_own(driver
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), state.params, ref.params)
   once, _ = run(_state(model, rule, (3, 4)), images, labels)
   reordered, _ = run(_state(model, rule, (3, 4)), images[:, ::-1], labels[:, ::-1])  # same data, other order
-  assert max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(once.params),
-                                                           jax.tree.leaves(reordered.params))) > 1e-4
+  assert (
+    max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(once.params), jax.tree.leaves(reordered.params)))
+    > 1e-4
+  )

@@ -4,6 +4,7 @@ Oracles: numpy permutations drawn here from the documented seeds, arrays built h
 and jax runs of each seed alone on its own images. tensorflow-datasets is NOT needed: its API is replaced by
 small fakes where the tfds path is exercised (the last test uses the real package when it is installed).
 """
+
 import functools
 import io
 import sys
@@ -20,9 +21,20 @@ from brainalign import models, rules, train
 from brainalign.data import training_sets as ts
 from configs import common, paper
 
-BP = ml_collections.ConfigDict(dict(learning_rate=1e-3, weight_decay=1e-4, clip_norm=1.0, b1=0.9, b2=0.999,
-                                    eps=1e-8, schedule="cosine_per_epoch", schedule_epochs=4,
-                                    conv_init="torch_default", conv_bias=False))
+BP = ml_collections.ConfigDict(
+  dict(
+    learning_rate=1e-3,
+    weight_decay=1e-4,
+    clip_norm=1.0,
+    b1=0.9,
+    b2=0.999,
+    eps=1e-8,
+    schedule="cosine_per_epoch",
+    schedule_epochs=4,
+    conv_init="torch_default",
+    conv_bias=False,
+  )
+)
 SMALL = dict(conv_widths=(4, 8, 8), fc_width=16)
 
 
@@ -37,6 +49,7 @@ def _oracle_subset(seed, n_total, n):
 
 
 # ---------------------------------------------------------------------------------------------- subsets
+
 
 def test_per_seed_subsets_are_drawn_from_each_seed_and_reproducible():
   """Row s = sorted first n of numpy default_rng(seed_s).permutation(N); rows differ between seeds; the same
@@ -61,8 +74,9 @@ def test_load_training_set_per_seed_and_shared_on_the_demo_bundle():
   padded = np.zeros((n_total, 32, 32, 3), np.uint8)
   padded[:, 2:30, 2:30, :] = bundle["train_images"][..., None]
   seeds = (1, 2, 3)
-  cfg = _data_config(source="fashion_mnist_demo", num_train=64, num_test=50, normalization="train_set",
-                     subset="per_seed", subset_seed=7)
+  cfg = _data_config(
+    source="fashion_mnist_demo", num_train=64, num_test=50, normalization="train_set", subset="per_seed", subset_seed=7
+  )
   per = ts.load_training_set(cfg, seeds=seeds)
   assert per.per_seed and per.seeds == seeds and per.num_train == 64 and per.image_shape == (32, 32, 3)
   assert per.train_images.shape == (3, 64, 32, 32, 3) and per.train_labels.shape == (3, 64)
@@ -113,10 +127,19 @@ def test_vmapped_step_on_per_seed_data_equals_each_seed_alone_on_its_own_data(dr
   rng = np.random.default_rng(3)
   images = rng.integers(0, 256, (2, 30, 32, 32, 3), dtype=np.uint8)
   labels = rng.integers(0, 10, (2, 30)).astype(np.int32)
-  step = train.make_train_step(model, rule, batch_size=8, steps_per_epoch=3, mean=np.full(3, .5, np.float32),
-                               std=np.full(3, .25, np.float32), pad=4, flip=True)
-  state = lambda seeds: jax.vmap(functools.partial(train.create_train_state, model=model, rule=rule,
-                                                   image_shape=(32, 32, 3)))(jnp.asarray(train.seed_key_data(seeds)))
+  step = train.make_train_step(
+    model,
+    rule,
+    batch_size=8,
+    steps_per_epoch=3,
+    mean=np.full(3, 0.5, np.float32),
+    std=np.full(3, 0.25, np.float32),
+    pad=4,
+    flip=True,
+  )
+  state = lambda seeds: jax.vmap(
+    functools.partial(train.create_train_state, model=model, rule=rule, image_shape=(32, 32, 3))
+  )(jnp.asarray(train.seed_key_data(seeds)))
   per_seed = train.make_epoch_runner(step, steps_per_epoch=3, driver=driver, per_seed_data=True)
   shared = train.make_epoch_runner(step, steps_per_epoch=3, driver=driver)
   both, metrics = per_seed(state((7, 8)), jnp.asarray(images), jnp.asarray(labels))
@@ -124,12 +147,15 @@ def test_vmapped_step_on_per_seed_data_equals_each_seed_alone_on_its_own_data(dr
   for k, seed in enumerate((7, 8)):
     alone, m_alone = shared(state((seed,)), jnp.asarray(images[k]), jnp.asarray(labels[k]))
     np.testing.assert_allclose(metrics["loss"][k], m_alone["loss"][0], rtol=2e-5)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a[k], b[0], rtol=1e-4, atol=1e-4), both.params, alone.params)
+    jax.tree.map(
+      lambda a, b, k=k: np.testing.assert_allclose(a[k], b[0], rtol=1e-4, atol=1e-4), both.params, alone.params
+    )
   wrong, _ = shared(state((7, 8)), jnp.asarray(images[0]), jnp.asarray(labels[0]))
   assert np.max(np.abs(wrong.params["fc2"]["kernel"][1] - both.params["fc2"]["kernel"][1])) > 1e-3
 
 
 # ---------------------------------------------------------------------------------------------- TFDS
+
 
 def _png(img):
   buf = io.BytesIO()
@@ -142,15 +168,21 @@ def test_records_to_arrays_decodes_png_bytes_and_takes_arrays():
   the original images and labels; extra fields are ignored; malformed records name the record and field."""
   rng = np.random.default_rng(0)
   imgs = rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
-  recs = [{"image": _png(imgs[0]), "label": 3, "id": b"train_00000"}, {"image": imgs[1], "label": np.int64(9)},
-          {"image": _png(imgs[2]), "label": 0}, {"image": imgs[3], "label": 5}]
+  recs = [
+    {"image": _png(imgs[0]), "label": 3, "id": b"train_00000"},
+    {"image": imgs[1], "label": np.int64(9)},
+    {"image": _png(imgs[2]), "label": 0},
+    {"image": imgs[3], "label": 5},
+  ]
   x, y = ts.records_to_arrays(recs, where="cifar10 train")
   np.testing.assert_array_equal(x, imgs)
   np.testing.assert_array_equal(y, [3, 9, 0, 5])
   assert x.dtype == np.uint8 and y.dtype == np.int32
   with pytest.raises(ValueError, match=r"cifar10 train: record 1 lacks field\(s\) \['label'\]"):
     ts.records_to_arrays([recs[0], {"image": imgs[1]}], where="cifar10 train")
-  with pytest.raises(ValueError, match=r"src: record 0, field 'image': expected uint8 \[H, W, 3\], got uint8 \(32, 32\)"):
+  with pytest.raises(
+    ValueError, match=r"src: record 0, field 'image': expected uint8 \[H, W, 3\], got uint8 \(32, 32\)"
+  ):
     ts.records_to_arrays([{"image": imgs[0, ..., 0], "label": 1}], where="src")
   with pytest.raises(ValueError, match=r"record 1, field 'image': expected uint8 \(32, 32, 3\)"):
     ts.records_to_arrays([recs[0], {"image": imgs[1, :16], "label": 1}], where="src")
@@ -198,7 +230,7 @@ def _fake_tfds(monkeypatch, *, prepared=True, file_format="array_record", source
 
 def test_tfds_missing_package_is_a_clear_error(monkeypatch):
   """Without tensorflow-datasets, source cifar10_tfds says to install requirements-paper.txt."""
-  monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)   # import fails
+  monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import fails
   with pytest.raises(ImportError, match=r"needs tensorflow-datasets.*requirements-paper\.txt"):
     ts.load_training_set(_data_config(source="cifar10_tfds"), seeds=(1,))
 
@@ -207,9 +239,14 @@ def test_tfds_not_prepared_is_an_error_saying_how_to_prepare(monkeypatch, tmp_pa
   """A data dir without prepared CIFAR-10: error naming the folder and the tfds build command; no download;
   a tfrecord-prepared copy (tfds build's default format, unreadable without TensorFlow) is refused too."""
   calls = _fake_tfds(monkeypatch, prepared=False)
-  with pytest.raises(FileNotFoundError, match=(r"(?s)cifar10 is not prepared in data\.tfds_data_dir=.*mydir.*never "
-                                               r"downloads.*tfds build cifar10 --data_dir .*mydir --file_format "
-                                               r"array_record")):
+  with pytest.raises(
+    FileNotFoundError,
+    match=(
+      r"(?s)cifar10 is not prepared in data\.tfds_data_dir=.*mydir.*never "
+      r"downloads.*tfds build cifar10 --data_dir .*mydir --file_format "
+      r"array_record"
+    ),
+  ):
     ts.load_training_set(_data_config(source="cifar10_tfds", tfds_data_dir=str(tmp_path / "mydir")), seeds=(1,))
   assert calls["builder"] == ("cifar10", str(tmp_path / "mydir"))
   _fake_tfds(monkeypatch, prepared=True, file_format="tfrecord")
@@ -224,11 +261,20 @@ def test_tfds_source_reads_only_the_drawn_records(monkeypatch, tmp_path):
   rng = np.random.default_rng(1)
   tr_img, te_img = (rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8) for n in (120, 40))
   tr_lab, te_lab = rng.integers(0, 10, 120), rng.integers(0, 10, 40)
-  sources = {"train": _FakeSource([_png(x) for x in tr_img], tr_lab),
-             "test": _FakeSource([_png(x) for x in te_img], te_lab)}
+  sources = {
+    "train": _FakeSource([_png(x) for x in tr_img], tr_lab),
+    "test": _FakeSource([_png(x) for x in te_img], te_lab),
+  }
   calls = _fake_tfds(monkeypatch, sources=sources)
-  cfg = _data_config(source="cifar10_tfds", tfds_data_dir="~/tfds_here", num_train=16, num_test=10,
-                     subset_seed=5, normalization="cifar10", subset="per_seed")
+  cfg = _data_config(
+    source="cifar10_tfds",
+    tfds_data_dir="~/tfds_here",
+    num_train=16,
+    num_test=10,
+    subset_seed=5,
+    normalization="cifar10",
+    subset="per_seed",
+  )
   t = ts.load_training_set(cfg, seeds=(42, 123))
   assert not calls["builder"][1].startswith("~") and calls["builder"][1].endswith("tfds_here")
   assert "via tensorflow_datasets" in t.name
@@ -252,9 +298,12 @@ def test_real_tfds_reads_a_prepared_array_record_cifar10_without_tensorflow(tmp_
   reading needs TensorFlow; load_training_set returns exactly the generated images."""
   tfds = pytest.importorskip("tensorflow_datasets")
   from tensorflow_datasets.image_classification import cifar
+
   rng = np.random.default_rng(0)
-  data = {"train": (rng.integers(0, 256, (60, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 60)),
-          "test": (rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 20))}
+  data = {
+    "train": (rng.integers(0, 256, (60, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 60)),
+    "test": (rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 20)),
+  }
 
   class Cifar10(cifar.Cifar10, skip_registration=True):
     def _split_generators(self, dl_manager):
@@ -267,10 +316,10 @@ def test_real_tfds_reads_a_prepared_array_record_cifar10_without_tensorflow(tmp_
         yield k, {"id": f"{split}{k:05d}", "image": _png(images[k]), "label": int(labels[k])}
 
   Cifar10(data_dir=str(tmp_path), file_format="array_record").download_and_prepare(
-      download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+    download_config=tfds.download.DownloadConfig(try_download_gcs=False)
+  )
   assert "tensorflow" not in sys.modules
-  cfg = _data_config(source="cifar10_tfds", tfds_data_dir=str(tmp_path), num_train=20, num_test=20,
-                     subset="per_seed")
+  cfg = _data_config(source="cifar10_tfds", tfds_data_dir=str(tmp_path), num_train=20, num_test=20, subset="per_seed")
   t = ts.load_training_set(cfg, seeds=(1, 2))
   # tfds stores records in its own (hashed) order: every image read must be a generated one with its label
   by_bytes = {data["train"][0][k].tobytes(): data["train"][1][k] for k in range(60)}

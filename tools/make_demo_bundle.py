@@ -11,6 +11,7 @@ Selection (deterministic, numpy default_rng(20261127)):
   stimuli:  720 further test images, 72 per class, disjoint from `test` (the demo's THINGS-like stimuli).
 Images are stored as the original 28x28 uint8; brainalign pads them to 32x32 and repeats them to 3 channels.
 """
+
 import gzip
 import pathlib
 
@@ -25,7 +26,7 @@ def _idx(path: pathlib.Path) -> np.ndarray:
     data = f.read()
   magic = int.from_bytes(data[:4], "big")
   ndim = magic & 0xFF
-  shape = tuple(int.from_bytes(data[4 + 4 * k: 8 + 4 * k], "big") for k in range(ndim))
+  shape = tuple(int.from_bytes(data[4 + 4 * k : 8 + 4 * k], "big") for k in range(ndim))
   return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
@@ -35,7 +36,7 @@ def _per_class(rng, labels, counts):
     idx = rng.permutation(np.flatnonzero(labels == c))
     start = 0
     for k, n in enumerate(counts):
-      picks[k].append(idx[start:start + n])
+      picks[k].append(idx[start : start + n])
       start += n
   return [np.sort(np.concatenate(p)) for p in picks]
 
@@ -48,10 +49,17 @@ def main():
   te, st = _per_class(rng, yte, [100, 72])
   st = st[np.lexsort((st, yte[st]))]  # stimuli grouped by class, then by original index
   np.savez_compressed(
-      OUT, train_images=xtr[tr], train_labels=ytr[tr], test_images=xte[te], test_labels=yte[te],
-      stimulus_images=xte[st], stimulus_labels=yte[st],
-      train_source_index=tr.astype(np.int32), test_source_index=te.astype(np.int32),
-      stimulus_source_index=st.astype(np.int32))
+    OUT,
+    train_images=xtr[tr],
+    train_labels=ytr[tr],
+    test_images=xte[te],
+    test_labels=yte[te],
+    stimulus_images=xte[st],
+    stimulus_labels=yte[st],
+    train_source_index=tr.astype(np.int32),
+    test_source_index=te.astype(np.int32),
+    stimulus_source_index=st.astype(np.int32),
+  )
   print(OUT, OUT.stat().st_size, "bytes")
 
 

@@ -10,6 +10,7 @@ through the same loaders as the real THINGS data.
 
 Pseudo-concepts are named `<class><k:02d>` (e.g. `ankle_boot07`, `t-shirt41`): one stimulus image each.
 """
+
 import dataclasses
 import hashlib
 import json
@@ -32,6 +33,7 @@ DEMO_VERSION = 1
 @dataclasses.dataclass(frozen=True)
 class DemoPaths:
   """Where the demo's stimulus images and simulated fMRI files live."""
+
   images_dir: pathlib.Path
   betas_dir: pathlib.Path
 
@@ -62,8 +64,10 @@ def simulation_config(sim: Any) -> simulate.SimulationConfig:
   unknown = sorted(set(values) - fields)
   if unknown:
     raise ValueError(f"config.brain.simulation has unknown keys {unknown}; valid: {sorted(fields)}")
-  values = {k: (tuple(tuple(x) if isinstance(x, (list, tuple)) else x for x in v)
-                if isinstance(v, (list, tuple)) else v) for k, v in values.items()}
+  values = {
+    k: (tuple(tuple(x) if isinstance(x, (list, tuple)) else x for x in v) if isinstance(v, (list, tuple)) else v)
+    for k, v in values.items()
+  }
   return simulate.SimulationConfig(**values)
 
 
@@ -78,8 +82,12 @@ def prepare_demo(cache_dir: str | os.PathLike, sim: Any) -> DemoPaths:
   sim_config = simulation_config(sim)
   with open(training_sets.DEMO_BUNDLE, "rb") as f:
     bundle_hash = hashlib.sha256(f.read()).hexdigest()[:12]
-  settings = {"demo_version": DEMO_VERSION, "n_stimuli": n, "bundle": bundle_hash,
-              "simulation": dataclasses.asdict(sim_config)}
+  settings = {
+    "demo_version": DEMO_VERSION,
+    "n_stimuli": n,
+    "bundle": bundle_hash,
+    "simulation": dataclasses.asdict(sim_config),
+  }
   tag = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
   root = pathlib.Path(cache_dir).expanduser().resolve() / f"demo-{tag}"
   paths = DemoPaths(images_dir=root / "things_images", betas_dir=root / "betas_csv")
@@ -90,13 +98,14 @@ def prepare_demo(cache_dir: str | os.PathLike, sim: Any) -> DemoPaths:
     shutil.rmtree(root)
   logging.info("Preparing the demo data (stimuli + SIMULATED brain) in %s", root)
   images, labels, concepts = demo_stimuli(n)
-  for img, concept in zip(images, concepts):       # host-side file writing, once
+  for img, concept in zip(images, concepts):  # host-side file writing, once
     path = paths.images_dir / "object_images" / concept / default_stimulus_name(concept, 1)
     path.parent.mkdir(parents=True, exist_ok=True)
     with io.atomic_path(path) as tmp:
       Image.fromarray(np.repeat(img[..., None], 3, -1)).save(tmp, format="JPEG", quality=100, subsampling=0)
-  betas = simulate.simulate_things_fmri(images.astype(np.float32) / 255.0, labels, concepts, root, sim_config,
-                                        stimulus_name=default_stimulus_name)
+  betas = simulate.simulate_things_fmri(
+    images.astype(np.float32) / 255.0, labels, concepts, root, sim_config, stimulus_name=default_stimulus_name
+  )
   if pathlib.Path(betas) != paths.betas_dir:
     raise RuntimeError(f"simulate wrote to {betas}, expected {paths.betas_dir}")
   io.write_json(settings, root / "settings.json")

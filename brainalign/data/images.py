@@ -8,9 +8,10 @@ Evaluation transform (study.md §5): convert to RGB -> resize the shorter side t
 when shrinking, as torchvision's Resize on PIL images) -> centre crop R x R -> [0, 1] -> normalise with the
 training set's per-channel mean and std.
 """
+
 import os
 import pathlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
@@ -24,8 +25,7 @@ def concept_of(stimulus: str) -> str:
 IMAGE_LAYOUTS = ("things", "flat")
 
 
-def stimulus_paths(images_dir: str | os.PathLike, stimuli: Sequence[str], layout: str = "things"
-                   ) -> list[pathlib.Path]:
+def stimulus_paths(images_dir: str | os.PathLike, stimuli: Sequence[str], layout: str = "things") -> list[pathlib.Path]:
   """Paths of `stimuli` under an image folder; FileNotFoundError listing the missing images.
 
   Args:
@@ -58,8 +58,10 @@ def stimulus_paths(images_dir: str | os.PathLike, stimuli: Sequence[str], layout
   if missing:
     shown = "\n  ".join(f"{s}  (expected {p})" for s, p in missing[:20])
     more = f"\n  … and {len(missing) - 20} more" if len(missing) > 20 else ""
-    raise FileNotFoundError(f"{len(missing)} of {len(paths)} stimulus images are missing under {root} "
-                            f"(expected layout {expected}); missing stimuli:\n  {shown}{more}")
+    raise FileNotFoundError(
+      f"{len(missing)} of {len(paths)} stimulus images are missing under {root} "
+      f"(expected layout {expected}); missing stimuli:\n  {shown}{more}"
+    )
   return paths
 
 
@@ -78,7 +80,7 @@ def resize_shorter_and_crop(image: Image.Image, size: int) -> Image.Image:
 def load_images(paths: Sequence[os.PathLike], size: int) -> np.ndarray:
   """Reads and transforms images to float32 [n, size, size, 3] in [0, 1] (not yet normalised)."""
   out = np.empty((len(paths), size, size, 3), np.float32)
-  for k, p in enumerate(paths):        # host-side I/O, once per run and resolution
+  for k, p in enumerate(paths):  # host-side I/O, once per run and resolution
     try:
       with Image.open(p) as im:
         out[k] = np.asarray(resize_shorter_and_crop(im.convert("RGB"), size), np.float32) / 255.0

@@ -29,6 +29,7 @@ each changed or missing file and the command that rebuilds it (``--mode=prepare`
 With ``config.brain.prepared="auto"`` (default) a missing cache is built and written on first use;
 ``"require"`` makes a missing cache an error too; ``"off"`` never reads or writes a cache.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -36,7 +37,8 @@ import json
 import os
 import pathlib
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from absl import logging
@@ -44,8 +46,20 @@ from absl import logging
 from brainalign import io
 from brainalign.data import things
 
-__all__ = ["CACHE_VERSION", "PREPARED_MODES", "StaleCacheError", "brain_settings", "source_files", "file_manifest",
-           "cache_path", "build_brain", "save_cache", "load_cache", "prepare", "load_brain"]
+__all__ = [
+  "CACHE_VERSION",
+  "PREPARED_MODES",
+  "StaleCacheError",
+  "brain_settings",
+  "source_files",
+  "file_manifest",
+  "cache_path",
+  "build_brain",
+  "save_cache",
+  "load_cache",
+  "prepare",
+  "load_brain",
+]
 
 CACHE_VERSION = 1
 PREPARED_MODES = ("auto", "require", "off")
@@ -60,8 +74,10 @@ def _roi_definitions(brain_config: Any) -> dict[str, tuple[str, ...]]:
   defs = dict(brain_config.roi_definitions) if "roi_definitions" in brain_config else dict(things.ROI_DEFINITIONS)
   unknown = [r for r in brain_config.rois if r not in defs]
   if unknown:
-    raise ValueError(f"config.brain.rois: ROI(s) {unknown} have no definition in config.brain.roi_definitions "
-                     f"(defined: {sorted(defs)}); add e.g. roi_definitions.FFA=('lFFA', 'rFFA') in a config file")
+    raise ValueError(
+      f"config.brain.rois: ROI(s) {unknown} have no definition in config.brain.roi_definitions "
+      f"(defined: {sorted(defs)}); add e.g. roi_definitions.FFA=('lFFA', 'rFFA') in a config file"
+    )
   out = {}
   for r in brain_config.rois:
     cols = defs[r]
@@ -88,13 +104,13 @@ def brain_settings(brain_config: Any, betas_dir: str | os.PathLike) -> dict:
   if zscore not in things.ZSCORE_MODES:
     raise ValueError(f"config.brain.zscore must be one of {list(things.ZSCORE_MODES)}, got {zscore!r}")
   return {
-      "version": CACHE_VERSION,
-      "betas_dir": str(pathlib.Path(betas_dir).expanduser().resolve()),
-      "subjects": [str(s) for s in brain_config.subjects],
-      "rois": {k: list(v) for k, v in _roi_definitions(brain_config).items()},
-      "selection": selection,
-      "zscore": zscore,
-      "nc_testset_min": float(brain_config.nc_testset_min) if voxel_selection == "reliability" else None,
+    "version": CACHE_VERSION,
+    "betas_dir": str(pathlib.Path(betas_dir).expanduser().resolve()),
+    "subjects": [str(s) for s in brain_config.subjects],
+    "rois": {k: list(v) for k, v in _roi_definitions(brain_config).items()},
+    "selection": selection,
+    "zscore": zscore,
+    "nc_testset_min": float(brain_config.nc_testset_min) if voxel_selection == "reliability" else None,
   }
 
 
@@ -130,10 +146,15 @@ def build_brain(settings: dict, *, progress: bool = False) -> tuple[things.Brain
   """
   files = source_files(settings)
   before = file_manifest(files)
-  brain = things.load_things_fmri(settings["betas_dir"], tuple(settings["subjects"]),
-                                  {k: tuple(v) for k, v in settings["rois"].items()},
-                                  selection=settings["selection"], zscore=settings["zscore"],
-                                  nc_testset_min=settings["nc_testset_min"], progress=progress)
+  brain = things.load_things_fmri(
+    settings["betas_dir"],
+    tuple(settings["subjects"]),
+    {k: tuple(v) for k, v in settings["rois"].items()},
+    selection=settings["selection"],
+    zscore=settings["zscore"],
+    nc_testset_min=settings["nc_testset_min"],
+    progress=progress,
+  )
   after = file_manifest(files)
   if after != before:
     changed = [a["path"] for a, b in zip(after, before) if a != b]
@@ -143,16 +164,29 @@ def build_brain(settings: dict, *, progress: bool = False) -> tuple[things.Brain
 
 def save_cache(path: str | os.PathLike, brain: things.BrainData, settings: dict, manifest: list[dict]) -> None:
   """Writes the cache file atomically (see the module docstring for its content)."""
-  meta = {"settings": settings, "manifest": manifest, "source": brain.source, "preparation": brain.preparation,
-          "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+  meta = {
+    "settings": settings,
+    "manifest": manifest,
+    "source": brain.source,
+    "preparation": brain.preparation,
+    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+  }
   with io.atomic_path(path) as tmp:
     with open(tmp, "wb") as f:
-      np.savez(f, rdm_vectors=brain.rdm_vectors.astype(np.float64), subjects=np.asarray(brain.subjects, str),
-               rois=np.asarray(brain.rois, str), stimuli=np.asarray(brain.stimuli, str),
-               concepts=np.asarray(brain.concepts, str), runs=brain.runs.astype(np.int64),
-               n_voxels=brain.n_voxels.astype(np.int64), trial_runs=brain.item_runs(),
-               exemplars=np.asarray(brain.exemplar_images()[0], str),
-               exemplar_items=brain.exemplar_images()[1].astype(np.int64), meta=np.asarray(json.dumps(meta)))
+      np.savez(
+        f,
+        rdm_vectors=brain.rdm_vectors.astype(np.float64),
+        subjects=np.asarray(brain.subjects, str),
+        rois=np.asarray(brain.rois, str),
+        stimuli=np.asarray(brain.stimuli, str),
+        concepts=np.asarray(brain.concepts, str),
+        runs=brain.runs.astype(np.int64),
+        n_voxels=brain.n_voxels.astype(np.int64),
+        trial_runs=brain.item_runs(),
+        exemplars=np.asarray(brain.exemplar_images()[0], str),
+        exemplar_items=brain.exemplar_images()[1].astype(np.int64),
+        meta=np.asarray(json.dumps(meta)),
+      )
 
 
 def _stale_reasons(manifest: list[dict], current: list[pathlib.Path]) -> list[str]:
@@ -170,8 +204,10 @@ def _stale_reasons(manifest: list[dict], current: list[pathlib.Path]) -> list[st
     if st.st_size != m["size"]:
       reasons.append(f"{p}: size {st.st_size} bytes, cache built from {m['size']} bytes")
     elif st.st_mtime_ns != m["mtime_ns"]:
-      reasons.append(f"{p}: modified {time.ctime(st.st_mtime_ns / 1e9)}, cache built from the version of "
-                     f"{time.ctime(m['mtime_ns'] / 1e9)}")
+      reasons.append(
+        f"{p}: modified {time.ctime(st.st_mtime_ns / 1e9)}, cache built from the version of "
+        f"{time.ctime(m['mtime_ns'] / 1e9)}"
+      )
   return reasons
 
 
@@ -184,8 +220,9 @@ def load_cache(path: str | os.PathLike, settings: dict) -> things.BrainData:
       message names every such file and how to rebuild.
   """
   path = pathlib.Path(path)
-  rebuild = ("Rebuild it with `python main.py --mode=prepare` and the same --config flags "
-             "(this reads the large files again).")
+  rebuild = (
+    "Rebuild it with `python main.py --mode=prepare` and the same --config flags (this reads the large files again)."
+  )
   try:
     with np.load(path, allow_pickle=False) as z:
       arrays = {k: z[k] for k in z.files}
@@ -202,32 +239,49 @@ def load_cache(path: str | os.PathLike, settings: dict) -> things.BrainData:
     raise StaleCacheError(f"{path}: cannot check the cache against its source files: {e}. {rebuild}") from e
   reasons = _stale_reasons(meta["manifest"], current)
   if reasons:
-    raise StaleCacheError(f"{path}: stale prepared-brain cache; its source files changed since it was built:\n  "
-                          + "\n  ".join(reasons) + f"\n{rebuild}")
-  if "exemplars" not in arrays:   # written before exemplar lists were cached
+    raise StaleCacheError(
+      f"{path}: stale prepared-brain cache; its source files changed since it was built:\n  "
+      + "\n  ".join(reasons)
+      + f"\n{rebuild}"
+    )
+  if "exemplars" not in arrays:  # written before exemplar lists were cached
     if settings["selection"] != "first_exemplar":
-      raise StaleCacheError(f"{path}: prepared-brain cache without the exemplar lists and trial runs that "
-                            f"selection {settings['selection']!r} needs (written by an older brainalign). {rebuild}")
-    arrays.update(trial_runs=arrays["runs"][..., None], exemplars=arrays["stimuli"],
-                  exemplar_items=np.arange(len(arrays["stimuli"]), dtype=np.int64))
+      raise StaleCacheError(
+        f"{path}: prepared-brain cache without the exemplar lists and trial runs that "
+        f"selection {settings['selection']!r} needs (written by an older brainalign). {rebuild}"
+      )
+    arrays.update(
+      trial_runs=arrays["runs"][..., None],
+      exemplars=arrays["stimuli"],
+      exemplar_items=np.arange(len(arrays["stimuli"]), dtype=np.int64),
+    )
   return things.BrainData(
-      trial_runs=arrays["trial_runs"], exemplars=tuple(arrays["exemplars"].tolist()),
-      exemplar_items=arrays["exemplar_items"],
-      rdm_vectors=arrays["rdm_vectors"], subjects=tuple(arrays["subjects"].tolist()),
-      rois=tuple(arrays["rois"].tolist()), stimuli=tuple(arrays["stimuli"].tolist()),
-      concepts=tuple(arrays["concepts"].tolist()), runs=arrays["runs"], n_voxels=arrays["n_voxels"],
-      source=meta["source"] + f" [prepared cache {path}]", preparation=meta["preparation"])
+    trial_runs=arrays["trial_runs"],
+    exemplars=tuple(arrays["exemplars"].tolist()),
+    exemplar_items=arrays["exemplar_items"],
+    rdm_vectors=arrays["rdm_vectors"],
+    subjects=tuple(arrays["subjects"].tolist()),
+    rois=tuple(arrays["rois"].tolist()),
+    stimuli=tuple(arrays["stimuli"].tolist()),
+    concepts=tuple(arrays["concepts"].tolist()),
+    runs=arrays["runs"],
+    n_voxels=arrays["n_voxels"],
+    source=meta["source"] + f" [prepared cache {path}]",
+    preparation=meta["preparation"],
+  )
 
 
-def prepare(brain_config: Any, betas_dir: str | os.PathLike, *, progress: bool = True
-            ) -> tuple[pathlib.Path, things.BrainData]:
+def prepare(
+  brain_config: Any, betas_dir: str | os.PathLike, *, progress: bool = True
+) -> tuple[pathlib.Path, things.BrainData]:
   """Always (re)builds the cache for ``config.brain`` from the files in ``betas_dir``; returns its path."""
   settings = brain_settings(brain_config, betas_dir)
   path = cache_path(brain_config.cache_dir, settings)
   brain, manifest = build_brain(settings, progress=progress)
   save_cache(path, brain, settings, manifest)
-  logging.info("Prepared brain RDMs %s -> %s (%.1f MB)", list(brain.rdm_vectors.shape), path,
-               path.stat().st_size / 2**20)
+  logging.info(
+    "Prepared brain RDMs %s -> %s (%.1f MB)", list(brain.rdm_vectors.shape), path, path.stat().st_size / 2**20
+  )
   return path, brain
 
 
@@ -256,8 +310,10 @@ def load_brain(brain_config: Any, betas_dir: str | os.PathLike, *, rebuild_stale
         raise
       logging.warning("Rebuilding the prepared cache (small simulated files): %s", e)
   elif mode == "require":
-    raise StaleCacheError(f"no prepared-brain cache {path} for these settings ({settings}); create it with "
-                          "`python main.py --mode=prepare` and the same --config flags")
+    raise StaleCacheError(
+      f"no prepared-brain cache {path} for these settings ({settings}); create it with "
+      "`python main.py --mode=prepare` and the same --config flags"
+    )
   logging.info("No prepared cache for these settings yet: reading the source files once and writing %s", path)
   brain, manifest = build_brain(settings)
   save_cache(path, brain, settings, manifest)

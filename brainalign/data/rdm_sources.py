@@ -26,11 +26,12 @@ The stimulus order is a text file with one file name per line (``config.brain.st
 and lines starting with ``#`` ignored), required unless the file carries the names itself. Every RDM is
 checked: finite, symmetric, zero diagonal (within 1e-6 relative), size matching the stimulus list.
 """
+
 from __future__ import annotations
 
 import os
 import pathlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -53,10 +54,14 @@ def read_stimulus_list(path: str | os.PathLike) -> tuple[str, ...]:
   """
   path = pathlib.Path(path)
   if not path.is_file():
-    raise FileNotFoundError(f"stimulus list {path} does not exist (expected one image file name per line, "
-                            "in RDM row order)")
-  names = tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines()
-                if line.strip() and not line.strip().startswith("#"))
+    raise FileNotFoundError(
+      f"stimulus list {path} does not exist (expected one image file name per line, in RDM row order)"
+    )
+  names = tuple(
+    line.strip()
+    for line in path.read_text(encoding="utf-8").splitlines()
+    if line.strip() and not line.strip().startswith("#")
+  )
   if not names:
     raise RdmFormatError(f"{path}: stimulus list is empty; expected one image file name per line")
   seen, dup = set(), []
@@ -91,8 +96,9 @@ def _to_vector(rdm: np.ndarray, where: str) -> np.ndarray:
     scale = max(float(np.abs(x).max()), 1e-300)
     asym = float(np.abs(x - x.T).max())
     if asym > 1e-6 * scale:
-      raise RdmFormatError(f"{where}: RDM is not symmetric (max |d_ij - d_ji| = {asym:.3g}); expected a "
-                           "symmetric dissimilarity matrix")
+      raise RdmFormatError(
+        f"{where}: RDM is not symmetric (max |d_ij - d_ji| = {asym:.3g}); expected a symmetric dissimilarity matrix"
+      )
     diag = float(np.abs(np.diag(x)).max())
     if diag > 1e-6 * scale:
       raise RdmFormatError(f"{where}: RDM diagonal is not zero (max |d_ii| = {diag:.3g}); expected d_ii = 0")
@@ -100,8 +106,9 @@ def _to_vector(rdm: np.ndarray, where: str) -> np.ndarray:
   else:
     raise RdmFormatError(f"{where}: RDM must be square [n, n] or condensed [n(n-1)/2], got shape {x.shape}")
   if not np.all(np.isfinite(v)):
-    raise RdmFormatError(f"{where}: RDM has {int((~np.isfinite(v)).sum())} non-finite entries; expected finite "
-                         "dissimilarities")
+    raise RdmFormatError(
+      f"{where}: RDM has {int((~np.isfinite(v)).sum())} non-finite entries; expected finite dissimilarities"
+    )
   return v
 
 
@@ -113,14 +120,21 @@ def _load_npz(path: pathlib.Path):
     raise RdmFormatError(f"{path}: cannot read the .npz without pickles ({e}); store strings as unicode arrays") from e
   missing = [k for k in ("rdms", "subjects", "rois") if k not in arrays]
   if missing:
-    raise RdmFormatError(f"{path}: missing array(s) {missing}; expected rdms [S, R, n, n] or [S, R, P], "
-                         f"subjects [S], rois [R] (optional stimuli [n], runs [S, n]); found {sorted(arrays)}")
+    raise RdmFormatError(
+      f"{path}: missing array(s) {missing}; expected rdms [S, R, n, n] or [S, R, P], "
+      f"subjects [S], rois [R] (optional stimuli [n], runs [S, n]); found {sorted(arrays)}"
+    )
   rdms, subjects, rois = arrays["rdms"], [str(s) for s in arrays["subjects"]], [str(r) for r in arrays["rois"]]
   if rdms.ndim not in (3, 4) or rdms.shape[:2] != (len(subjects), len(rois)):
-    raise RdmFormatError(f"{path}: 'rdms' has shape {rdms.shape}; expected [S={len(subjects)}, R={len(rois)}, n, n] "
-                         f"or [S, R, P] to match 'subjects' and 'rois'")
-  entries = {(subjects[s], rois[r]): _to_vector(rdms[s, r], f"{path}: rdms[{s}, {r}] ({subjects[s]}, {rois[r]})")
-             for s in range(len(subjects)) for r in range(len(rois))}
+    raise RdmFormatError(
+      f"{path}: 'rdms' has shape {rdms.shape}; expected [S={len(subjects)}, R={len(rois)}, n, n] "
+      f"or [S, R, P] to match 'subjects' and 'rois'"
+    )
+  entries = {
+    (subjects[s], rois[r]): _to_vector(rdms[s, r], f"{path}: rdms[{s}, {r}] ({subjects[s]}, {rois[r]})")
+    for s in range(len(subjects))
+    for r in range(len(rois))
+  }
   stimuli = tuple(str(x) for x in arrays["stimuli"]) if "stimuli" in arrays else None
   runs = None
   if "runs" in arrays:
@@ -132,21 +146,27 @@ def _load_npz(path: pathlib.Path):
 
 def _load_mat(path: pathlib.Path, sessions: str):
   import scipy.io
+
   try:
     mat = scipy.io.loadmat(path, squeeze_me=False, struct_as_record=True)
   except (ValueError, NotImplementedError, OSError) as e:
-    raise RdmFormatError(f"{path}: cannot read as a MATLAB .mat file with scipy.io.loadmat ({e}); MATLAB v7.3 "
-                         "files are HDF5 and not supported, save with -v7") from e
+    raise RdmFormatError(
+      f"{path}: cannot read as a MATLAB .mat file with scipy.io.loadmat ({e}); MATLAB v7.3 "
+      "files are HDF5 and not supported, save with -v7"
+    ) from e
   if "RDMs" not in mat:
-    raise RdmFormatError(f"{path}: no variable 'RDMs'; expected a struct array RDMs with fields RDM and name "
-                         f"(the 92-image format); variables: {sorted(k for k in mat if not k.startswith('__'))}")
+    raise RdmFormatError(
+      f"{path}: no variable 'RDMs'; expected a struct array RDMs with fields RDM and name "
+      f"(the 92-image format); variables: {sorted(k for k in mat if not k.startswith('__'))}"
+    )
   st = mat["RDMs"]
   if st.dtype.names is None or not {"RDM", "name"} <= set(st.dtype.names):
-    raise RdmFormatError(f"{path}: 'RDMs' must be a struct array with fields 'RDM' and 'name', got fields "
-                         f"{st.dtype.names}")
+    raise RdmFormatError(
+      f"{path}: 'RDMs' must be a struct array with fields 'RDM' and 'name', got fields {st.dtype.names}"
+    )
   groups: dict[tuple[str, str], list[np.ndarray]] = {}
   subjects, rois = [], []
-  for k, entry in enumerate(st.ravel(order="F")):   # MATLAB's linear (column-major) order
+  for k, entry in enumerate(st.ravel(order="F")):  # MATLAB's linear (column-major) order
     name_field = np.asarray(entry["name"]).ravel()
     name = str(name_field[0]) if name_field.size else ""
     parts = [p.strip() for p in name.split("|")]
@@ -176,8 +196,10 @@ def _load_rsatoolbox(path: pathlib.Path, subject_key: str, roi_key: str, stimulu
   try:
     from rsatoolbox.rdm import load_rdm
   except ImportError as e:
-    raise RdmFormatError(f"{path}: reading rsatoolbox RDM files needs the optional package rsatoolbox "
-                         "(pip install rsatoolbox); or convert them to .npz") from e
+    raise RdmFormatError(
+      f"{path}: reading rsatoolbox RDM files needs the optional package rsatoolbox "
+      "(pip install rsatoolbox); or convert them to .npz"
+    ) from e
   try:
     rdms = load_rdm(str(path))
   except Exception as e:  # rsatoolbox raises many kinds
@@ -185,8 +207,9 @@ def _load_rsatoolbox(path: pathlib.Path, subject_key: str, roi_key: str, stimulu
   desc = rdms.rdm_descriptors
   for key in (subject_key, roi_key):
     if key not in desc:
-      raise RdmFormatError(f"{path}: rsatoolbox rdm_descriptors lack {key!r} (needed for subject/ROI); found "
-                           f"{sorted(desc)}")
+      raise RdmFormatError(
+        f"{path}: rsatoolbox rdm_descriptors lack {key!r} (needed for subject/ROI); found {sorted(desc)}"
+      )
   entries, subjects, rois = {}, [], []
   vectors = np.asarray(rdms.get_vectors(), np.float64)
   for k in range(rdms.n_rdm):
@@ -208,14 +231,24 @@ def _pick(requested: Sequence[str], available: list[str], what: str, path) -> li
     return available
   missing = [x for x in requested if x not in available]
   if missing:
-    raise RdmFormatError(f"{path}: {what}(s) {missing} not in the file; available: {available} "
-                         f"(set config.brain.{what}s to a subset, or () for all)")
+    raise RdmFormatError(
+      f"{path}: {what}(s) {missing} not in the file; available: {available} "
+      f"(set config.brain.{what}s to a subset, or () for all)"
+    )
   return requested
 
 
-def load_rdms(path: str | os.PathLike, *, stimuli_file: str | os.PathLike | None = None,
-              subjects: Sequence[str] = (), rois: Sequence[str] = (), sessions: str = "average",
-              subject_key: str = "subject", roi_key: str = "roi", stimulus_key: str = "stimulus") -> BrainData:
+def load_rdms(
+  path: str | os.PathLike,
+  *,
+  stimuli_file: str | os.PathLike | None = None,
+  subjects: Sequence[str] = (),
+  rois: Sequence[str] = (),
+  sessions: str = "average",
+  subject_key: str = "subject",
+  roi_key: str = "roi",
+  stimulus_key: str = "stimulus",
+) -> BrainData:
   """Read per-subject × ROI RDMs from ``path`` (.npz, .mat, or rsatoolbox .hdf5/.h5/.pkl).
 
   Args:
@@ -246,18 +279,23 @@ def load_rdms(path: str | os.PathLike, *, stimuli_file: str | os.PathLike | None
   elif suffix in (".hdf5", ".h5", ".pkl"):
     entries, subs, rs, stimuli, runs = _load_rsatoolbox(path, subject_key, roi_key, stimulus_key)
   else:
-    raise RdmFormatError(f"{path}: unknown RDM file type {suffix!r}; expected .npz, .mat (92-image format) or "
-                         "rsatoolbox .hdf5/.h5/.pkl")
+    raise RdmFormatError(
+      f"{path}: unknown RDM file type {suffix!r}; expected .npz, .mat (92-image format) or rsatoolbox .hdf5/.h5/.pkl"
+    )
   if stimuli_file:
     listed = read_stimulus_list(stimuli_file)
     if stimuli is not None and tuple(stimuli) != listed:
       diffs = [f"row {i}: {a!r} vs {b!r}" for i, (a, b) in enumerate(zip(stimuli, listed)) if a != b][:5]
-      raise RdmFormatError(f"{path}: its stimulus names differ from {stimuli_file} ({len(stimuli)} vs {len(listed)} "
-                           f"names; first differences: {diffs})")
+      raise RdmFormatError(
+        f"{path}: its stimulus names differ from {stimuli_file} ({len(stimuli)} vs {len(listed)} "
+        f"names; first differences: {diffs})"
+      )
     stimuli = listed
   if stimuli is None:
-    raise RdmFormatError(f"{path}: no stimulus names in the file; give the row order as a text file, one image file "
-                         "name per line (config.brain.stimuli_file)")
+    raise RdmFormatError(
+      f"{path}: no stimulus names in the file; give the row order as a text file, one image file "
+      "name per line (config.brain.stimuli_file)"
+    )
   subs = _pick(subjects, subs, "subject", path)
   rs = _pick(rois, rs, "roi", path)
   n = len(stimuli)
@@ -269,8 +307,10 @@ def load_rdms(path: str | os.PathLike, *, stimuli_file: str | os.PathLike | None
         raise RdmFormatError(f"{path}: no RDM for subject {subject!r}, ROI {roi!r}")
       v = entries[(subject, roi)]
       if v.size != p:
-        raise RdmFormatError(f"{path}: RDM of ({subject}, {roi}) has {_n_from_condensed(v.size, str(path))} rows, "
-                             f"but the stimulus list has {n} names; they must match")
+        raise RdmFormatError(
+          f"{path}: RDM of ({subject}, {roi}) has {_n_from_condensed(v.size, str(path))} rows, "
+          f"but the stimulus list has {n} names; they must match"
+        )
       out[s, r] = v
   run_arr = np.full((len(subs), n), -1, np.int64)
   if runs is not None:
@@ -278,8 +318,14 @@ def load_rdms(path: str | os.PathLike, *, stimuli_file: str | os.PathLike | None
       if runs[subject].shape != (n,):
         raise RdmFormatError(f"{path}: runs of {subject} have shape {runs[subject].shape}; expected ({n},)")
       run_arr[s] = runs[subject]
-  return BrainData(rdm_vectors=out, subjects=tuple(subs), rois=tuple(rs), stimuli=tuple(stimuli),
-                   concepts=tuple(pathlib.PurePosixPath(x).stem for x in stimuli), runs=run_arr,
-                   n_voxels=np.full((len(subs), len(rs)), -1, np.int64),
-                   source=f"RDMs from {path}" + (f", stimulus order {stimuli_file}" if stimuli_file else ""),
-                   preparation=f"given as RDMs ({suffix[1:]})" + (f"; sessions {sessions}" if suffix == ".mat" else ""))
+  return BrainData(
+    rdm_vectors=out,
+    subjects=tuple(subs),
+    rois=tuple(rs),
+    stimuli=tuple(stimuli),
+    concepts=tuple(pathlib.PurePosixPath(x).stem for x in stimuli),
+    runs=run_arr,
+    n_voxels=np.full((len(subs), len(rs)), -1, np.int64),
+    source=f"RDMs from {path}" + (f", stimulus order {stimuli_file}" if stimuli_file else ""),
+    preparation=f"given as RDMs ({suffix[1:]})" + (f"; sessions {sessions}" if suffix == ".mat" else ""),
+  )

@@ -20,33 +20,46 @@ Either way a subset is the first `num_train` entries of a permutation of the tra
 afterwards; the training step shuffles), and the held-out test subset is shared: drawn with `subset_seed`
 right after the shared training subset, so it is the same under both conventions.
 """
+
 import dataclasses
 import io
 import os
 import pathlib
-from typing import Any, Callable, Iterable, Optional, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
 ASSETS = pathlib.Path(__file__).resolve().parent / "assets"
 DEMO_BUNDLE = ASSETS / "fashion_mnist_demo.npz"
-FASHION_MNIST_CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
-                         "ankle_boot")
+FASHION_MNIST_CLASSES = (
+  "t-shirt",
+  "trouser",
+  "pullover",
+  "dress",
+  "coat",
+  "sandal",
+  "shirt",
+  "sneaker",
+  "bag",
+  "ankle_boot",
+)
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.247, 0.243, 0.261)
 SUBSETS = ("shared", "per_seed")
 TFDS_NAME = "cifar10"
-TFDS_RANDOM_ACCESS_FORMATS = ("array_record", "parquet")   # what tfds.data_source can read
-_TFDS_CHUNK = 4096                                         # records decoded per data-source call
+TFDS_RANDOM_ACCESS_FORMATS = ("array_record", "parquet")  # what tfds.data_source can read
+_TFDS_CHUNK = 4096  # records decoded per data-source call
 
 TFDS_PREPARE_HELP = (
-    "Prepare CIFAR-10 once, in array_record format (which tfds.data_source reads without TensorFlow); this "
-    "one-time step needs TensorFlow and network access, e.g. in a separate virtual environment:\n"
-    "  python3 -m venv /tmp/tfds-build && /tmp/tfds-build/bin/pip install tensorflow "
-    "tensorflow-datasets==4.9.10\n"
-    "  /tmp/tfds-build/bin/tfds build cifar10 --data_dir {data_dir} --file_format array_record\n"
-    "then run with --config.data.tfds_data_dir={data_dir}. Or use --config.data.source=npz with an .npz "
-    "export of CIFAR-10 (see README.md).")
+  "Prepare CIFAR-10 once, in array_record format (which tfds.data_source reads without TensorFlow); this "
+  "one-time step needs TensorFlow and network access, e.g. in a separate virtual environment:\n"
+  "  python3 -m venv /tmp/tfds-build && /tmp/tfds-build/bin/pip install tensorflow "
+  "tensorflow-datasets==4.9.10\n"
+  "  /tmp/tfds-build/bin/tfds build cifar10 --data_dir {data_dir} --file_format array_record\n"
+  "then run with --config.data.tfds_data_dir={data_dir}. Or use --config.data.source=npz with an .npz "
+  "export of CIFAR-10 (see README.md)."
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +71,7 @@ class TrainingSet:
   test_images: [T, H, W, 3]; test_labels: [T] int32 (shared by all seeds).
   train_indices: [N] or [S, N] int64 indices of the training images in the source's training split.
   """
+
   train_images: np.ndarray
   train_labels: np.ndarray
   test_images: np.ndarray
@@ -67,7 +81,7 @@ class TrainingSet:
   name: str
   subset: str = "shared"
   seeds: tuple = ()
-  train_indices: Optional[np.ndarray] = None
+  train_indices: np.ndarray | None = None
 
   @property
   def per_seed(self) -> bool:
@@ -88,6 +102,7 @@ class TrainingSet:
 @dataclasses.dataclass(frozen=True)
 class Split:
   """One split of a source, read by index: `take(indices [k]) -> (images uint8 [k, H, W, 3], labels int32 [k])`."""
+
   size: int
   take: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
@@ -106,8 +121,10 @@ def pad_to_rgb32(images: np.ndarray) -> np.ndarray:
 def load_demo_bundle() -> dict[str, np.ndarray]:
   """All arrays of the bundled Fashion-MNIST subset (see brainalign/data/assets/README.md)."""
   if not DEMO_BUNDLE.exists():
-    raise FileNotFoundError(f"The demo bundle {DEMO_BUNDLE} is missing; it is part of the repository "
-                            "(rebuild it with tools/make_demo_bundle.py).")
+    raise FileNotFoundError(
+      f"The demo bundle {DEMO_BUNDLE} is missing; it is part of the repository "
+      "(rebuild it with tools/make_demo_bundle.py)."
+    )
   with np.load(DEMO_BUNDLE) as z:
     return {k: z[k] for k in z.files}
 
@@ -146,12 +163,14 @@ def records_to_arrays(records: Iterable[dict], *, where: str) -> tuple[np.ndarra
     ValueError: a record lacks a field, or an image is not uint8 [H, W, 3] with the H, W of the first.
   """
   from PIL import Image
+
   images, labels = [], []
   for k, rec in enumerate(records):
     missing = [f for f in ("image", "label") if f not in rec]
     if missing:
-      raise ValueError(f"{where}: record {k} lacks field(s) {missing}; expected 'image' and 'label' "
-                       f"(found {sorted(rec)})")
+      raise ValueError(
+        f"{where}: record {k} lacks field(s) {missing}; expected 'image' and 'label' (found {sorted(rec)})"
+      )
     img = rec["image"]
     if isinstance(img, (bytes, bytearray)):
       with Image.open(io.BytesIO(img)) as im:
@@ -173,9 +192,10 @@ def _import_tfds():
     import tensorflow_datasets as tfds
   except ImportError as e:
     raise ImportError(
-        "data.source='cifar10_tfds' needs tensorflow-datasets, an optional dependency of the paper config: "
-        "pip install -r requirements-paper.txt (TensorFlow itself is not needed to read prepared data). "
-        f"Import error: {e}") from e
+      "data.source='cifar10_tfds' needs tensorflow-datasets, an optional dependency of the paper config: "
+      "pip install -r requirements-paper.txt (TensorFlow itself is not needed to read prepared data). "
+      f"Import error: {e}"
+    ) from e
   return tfds
 
 
@@ -196,14 +216,16 @@ def tfds_splits(data_dir: str | os.PathLike, *, name: str = TFDS_NAME) -> tuple[
   builder = tfds.builder(name, data_dir=str(root))
   if not builder.is_prepared():
     raise FileNotFoundError(
-        f"data.source='cifar10_tfds': {name} is not prepared in data.tfds_data_dir={str(root)!r} (no "
-        f"{builder.data_dir}/dataset_info.json); brainalign never downloads it. {help_text}")
+      f"data.source='cifar10_tfds': {name} is not prepared in data.tfds_data_dir={str(root)!r} (no "
+      f"{builder.data_dir}/dataset_info.json); brainalign never downloads it. {help_text}"
+    )
   fmt = getattr(builder.info.file_format, "value", str(builder.info.file_format))
   if fmt not in TFDS_RANDOM_ACCESS_FORMATS:
     raise ValueError(
-        f"data.source='cifar10_tfds': {builder.data_dir} holds {name} in the {fmt!r} format, which needs "
-        f"TensorFlow to read; brainalign reads {' or '.join(TFDS_RANDOM_ACCESS_FORMATS)}. Prepare it again "
-        f"into another folder. {help_text}")
+      f"data.source='cifar10_tfds': {builder.data_dir} holds {name} in the {fmt!r} format, which needs "
+      f"TensorFlow to read; brainalign reads {' or '.join(TFDS_RANDOM_ACCESS_FORMATS)}. Prepare it again "
+      f"into another folder. {help_text}"
+    )
   sources = builder.as_data_source()
   missing = [s for s in ("train", "test") if s not in sources]
   if missing:
@@ -214,15 +236,21 @@ def tfds_splits(data_dir: str | os.PathLike, *, name: str = TFDS_NAME) -> tuple[
 
     def take(idx):
       idx = [int(i) for i in np.asarray(idx)]
-      parts = [records_to_arrays(source.__getitems__(idx[k:k + _TFDS_CHUNK]), where=where)
-               for k in range(0, len(idx), _TFDS_CHUNK)]
+      parts = [
+        records_to_arrays(source.__getitems__(idx[k : k + _TFDS_CHUNK]), where=where)
+        for k in range(0, len(idx), _TFDS_CHUNK)
+      ]
       if not parts:
         return records_to_arrays([], where=where)
       return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
     return Split(len(source), take)
 
-  return (split(sources["train"], "train"), split(sources["test"], "test"),
-          f"{name} {builder.version} via tensorflow_datasets ({fmt}) in {builder.data_dir}")
+  return (
+    split(sources["train"], "train"),
+    split(sources["test"], "test"),
+    f"{name} {builder.version} via tensorflow_datasets ({fmt}) in {builder.data_dir}",
+  )
 
 
 def _open_source(data_config: Any) -> tuple[Split, Split, str]:
@@ -230,14 +258,18 @@ def _open_source(data_config: Any) -> tuple[Split, Split, str]:
   source = data_config.source
   if source == "fashion_mnist_demo":
     bundle = load_demo_bundle()
-    return (Split.of_arrays(pad_to_rgb32(bundle["train_images"]), bundle["train_labels"]),
-            Split.of_arrays(pad_to_rgb32(bundle["test_images"]), bundle["test_labels"]),
-            "Fashion-MNIST demo subset (bundled, MIT licence)")
+    return (
+      Split.of_arrays(pad_to_rgb32(bundle["train_images"]), bundle["train_labels"]),
+      Split.of_arrays(pad_to_rgb32(bundle["test_images"]), bundle["test_labels"]),
+      "Fashion-MNIST demo subset (bundled, MIT licence)",
+    )
   if source == "npz":
     path = pathlib.Path(data_config.path)
     if not path.exists():
-      raise FileNotFoundError(f"data.path={str(path)!r} does not exist (expected an .npz with train_images, "
-                              "train_labels, test_images, test_labels)")
+      raise FileNotFoundError(
+        f"data.path={str(path)!r} does not exist (expected an .npz with train_images, "
+        "train_labels, test_images, test_labels)"
+      )
     with np.load(path) as z:
       missing = [k for k in ("train_images", "train_labels", "test_images", "test_labels") if k not in z.files]
       if missing:
@@ -274,11 +306,11 @@ def load_training_set(data_config: Any, seeds: Sequence[int] = ()) -> TrainingSe
     tr, ytr = train.take(itr)
     seeds = ()
   else:
-    itr = per_seed_indices(seeds, train.size, data_config.num_train)          # [S, N]
-    union = np.unique(itr)                                                   # read every image once
+    itr = per_seed_indices(seeds, train.size, data_config.num_train)  # [S, N]
+    union = np.unique(itr)  # read every image once
     images_u, labels_u = train.take(union)
     pos = np.searchsorted(union, itr)
-    tr, ytr = images_u[pos], labels_u[pos]                                   # [S, N, H, W, 3], [S, N]
+    tr, ytr = images_u[pos], labels_u[pos]  # [S, N, H, W, 3], [S, N]
     name += f"; per-seed {data_config.num_train}-image subsets (numpy default_rng(seed))"
   if data_config.normalization == "train_set":
     mean, std = _channel_stats(tr)
@@ -286,5 +318,15 @@ def load_training_set(data_config: Any, seeds: Sequence[int] = ()) -> TrainingSe
     mean, std = np.asarray(CIFAR10_MEAN, np.float32), np.asarray(CIFAR10_STD, np.float32)
   else:
     raise ValueError(f"Unknown data.normalization {data_config.normalization!r}; valid: train_set, cifar10")
-  return TrainingSet(tr, ytr.astype(np.int32), te, yte.astype(np.int32), mean, std, name, subset=subset,
-                     seeds=tuple(int(s) for s in seeds), train_indices=itr.astype(np.int64))
+  return TrainingSet(
+    tr,
+    ytr.astype(np.int32),
+    te,
+    yte.astype(np.int32),
+    mean,
+    std,
+    name,
+    subset=subset,
+    seeds=tuple(int(s) for s in seeds),
+    train_indices=itr.astype(np.int64),
+  )

@@ -4,17 +4,19 @@ A factory has the signature `create(model, rule_config, *, steps_per_epoch) -> L
 Rules: `random` (untrained), `bp` (backprop), `fa` (feedback alignment), `pc` (predictive coding), `stdp`;
 the last three have a `reference` and a `standard` variant chosen by `rule_config.variant`.
 """
-from typing import Any, Callable
+
+from collections.abc import Callable
+from typing import Any
 
 from brainalign.rules import backprop, feedback_alignment, predictive_coding, stdp, untrained
 from brainalign.types import LearningRule
 
 _RULES: dict[str, Callable[..., LearningRule]] = {
-    "random": untrained.create,
-    "bp": backprop.create,
-    "fa": feedback_alignment.create,
-    "pc": predictive_coding.create,
-    "stdp": stdp.create,
+  "random": untrained.create,
+  "bp": backprop.create,
+  "fa": feedback_alignment.create,
+  "pc": predictive_coding.create,
+  "stdp": stdp.create,
 }
 
 

@@ -1,4 +1,5 @@
 """Backpropagation: updates are jax.grad of the cross-entropy (the reference BP condition, study.md §4.1, §4.5)."""
+
 from typing import Any
 
 import jax
@@ -19,14 +20,21 @@ def create(model: Any, rule_config: Any, *, steps_per_epoch: int) -> LearningRul
   def update_fn(params, batch_stats, rule_state, batch, key):
     def loss_fn(p):
       (logits, _), new_vars = model.apply(
-          {"params": p, "batch_stats": batch_stats}, batch["image"], train=True,
-          rngs={"dropout": key}, mutable=["batch_stats"])
+        {"params": p, "batch_stats": batch_stats},
+        batch["image"],
+        train=True,
+        rngs={"dropout": key},
+        mutable=["batch_stats"],
+      )
       return losses.cross_entropy(logits, batch["label"]), (logits, new_vars["batch_stats"])
 
     (loss, (logits, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     metrics = {"loss": loss, "accuracy": losses.accuracy(logits, batch["label"])}
     return grads, new_stats, rule_state, metrics
 
-  return LearningRule(init=init_fn, update=update_fn,
-                      optimizer=optim.torch_adam(rule_config, steps_per_epoch),
-                      description="backpropagation (Adam, L2 in the gradient, global-norm clip, per-epoch cosine)")
+  return LearningRule(
+    init=init_fn,
+    update=update_fn,
+    optimizer=optim.torch_adam(rule_config, steps_per_epoch),
+    description="backpropagation (Adam, L2 in the gradient, global-norm clip, per-epoch cosine)",
+  )

@@ -1,5 +1,6 @@
 """Per-layer diagnostics shared by the rules: cosine and angle between two updates of the same layer."""
-from typing import Mapping
+
+from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
@@ -20,8 +21,7 @@ def angle_degrees(a: jax.Array, b: jax.Array) -> jax.Array:
 
 def per_layer(fn, a: Mapping, b: Mapping, layers, prefix: str, leaf: str = "kernel") -> dict:
   """{f"{prefix}_{layer}": fn(a[layer][leaf], b[layer][leaf])} for each layer present in both."""
-  return {f"{prefix}_{layer}": fn(a[layer][leaf], b[layer][leaf]) for layer in layers
-          if layer in a and layer in b}
+  return {f"{prefix}_{layer}": fn(a[layer][leaf], b[layer][leaf]) for layer in layers if layer in a and layer in b}
 
 
 def conv_and_fc_layers(params: Mapping) -> tuple[str, ...]:

@@ -17,9 +17,11 @@ Weight gradients are always the exact local ones (`models.fa_conv3x3`, `models.f
 BatchNorm, ReLU, pooling and dropout backward are exact. B lives in the rule state and never changes.
 
 Diagnostics (metrics of `update(..., diagnose=True)` when `diagnostics`; the training loop asks for them on
-the last step of every epoch, so they cost one extra backward pass per epoch, not per step): per layer, the angle (degrees) between the FA update and the true
-BP gradient of the same batch (same dropout mask), and between each W and its B (their alignment).
+the last step of every epoch, so they cost one extra backward pass per epoch, not per step): per layer, the
+angle (degrees) between the FA update and the true BP gradient of the same batch (same dropout mask), and
+between each W and its B (their alignment).
 """
+
 from typing import Any
 
 import jax
@@ -30,8 +32,11 @@ from brainalign import optim
 from brainalign.rules import diagnostics, losses
 from brainalign.types import LearningRule
 
-FEEDBACK_LAYERS = {"reference": ("conv2", "conv3"), "standard": ("conv2", "conv3", "fc1", "fc2"),
-                   "dfa": ("conv1", "conv2", "conv3", "fc1")}
+FEEDBACK_LAYERS = {
+  "reference": ("conv2", "conv3"),
+  "standard": ("conv2", "conv3", "fc1", "fc2"),
+  "dfa": ("conv1", "conv2", "conv3", "fc1"),
+}
 
 
 def xavier_normal(key: jax.Array, shape: tuple, dtype=jnp.float32) -> jax.Array:
@@ -50,49 +55,71 @@ def create(model: Any, rule_config: Any, *, steps_per_epoch: int) -> LearningRul
   if variant not in FEEDBACK_LAYERS:
     raise ValueError(f"fa: variant must be one of {sorted(FEEDBACK_LAYERS)}, got {variant!r}")
   if variant not in rule_config:
-    raise ValueError(f"fa: rule config has no optimiser block {variant!r} (rule_configs.fa.{variant}."
-                     "learning_rate etc.; see configs/common.py)")
+    raise ValueError(
+      f"fa: rule config has no optimiser block {variant!r} (rule_configs.fa.{variant}."
+      "learning_rate etc.; see configs/common.py)"
+    )
   layers = FEEDBACK_LAYERS[variant]
   diagnostics_on = bool(rule_config.diagnostics)
 
   def init_fn(params, key):
     keys = jax.random.split(key, len(layers))
-    if variant == "dfa":     # B_l: [classes, output width of layer l]
+    if variant == "dfa":  # B_l: [classes, output width of layer l]
       k = params["fc2"]["kernel"].shape[-1]
-      return {"feedback": {name: xavier_normal(kk, (k, params[name]["kernel"].shape[-1]))
-                           for name, kk in zip(layers, keys)}}
+      return {
+        "feedback": {name: xavier_normal(kk, (k, params[name]["kernel"].shape[-1])) for name, kk in zip(layers, keys)}
+      }
     return {"feedback": {name: xavier_normal(k, params[name]["kernel"].shape) for name, k in zip(layers, keys)}}
 
   def loss_fn(p, batch_stats, batch, key, feedback=None, error_signals=None):
     (logits, _), new_vars = model.apply(
-        {"params": p, "batch_stats": batch_stats}, batch["image"], train=True, rngs={"dropout": key},
-        mutable=["batch_stats"], feedback=feedback, error_signals=error_signals)
+      {"params": p, "batch_stats": batch_stats},
+      batch["image"],
+      train=True,
+      rngs={"dropout": key},
+      mutable=["batch_stats"],
+      feedback=feedback,
+      error_signals=error_signals,
+    )
     return losses.cross_entropy(logits, batch["label"]), (logits, new_vars["batch_stats"])
 
   def update_fn(params, batch_stats, rule_state, batch, key, *, diagnose=False):
     if variant == "dfa":
-      _, (logits0, _) = loss_fn(params, batch_stats, batch, key)     # same dropout mask as the pass below
-      e = jax.grad(losses.cross_entropy)(jax.lax.stop_gradient(logits0), batch["label"])     # [N, classes]
+      _, (logits0, _) = loss_fn(params, batch_stats, batch, key)  # same dropout mask as the pass below
+      e = jax.grad(losses.cross_entropy)(jax.lax.stop_gradient(logits0), batch["label"])  # [N, classes]
       signals = {name: e @ b for name, b in rule_state["feedback"].items()}
-      grad_fn = jax.value_and_grad(lambda p: loss_fn(p, batch_stats, batch, key, error_signals=signals),
-                                   has_aux=True)
+      grad_fn = jax.value_and_grad(lambda p: loss_fn(p, batch_stats, batch, key, error_signals=signals), has_aux=True)
     else:
-      grad_fn = jax.value_and_grad(lambda p: loss_fn(p, batch_stats, batch, key, feedback=rule_state["feedback"]),
-                                   has_aux=True)
+      grad_fn = jax.value_and_grad(
+        lambda p: loss_fn(p, batch_stats, batch, key, feedback=rule_state["feedback"]), has_aux=True
+      )
     (loss, (logits, new_stats)), updates = grad_fn(params)
     metrics = {"loss": loss, "accuracy": losses.accuracy(logits, batch["label"])}
     if diagnose and diagnostics_on:
       true_grads = jax.grad(lambda p: loss_fn(p, batch_stats, batch, key)[0])(params)
-      metrics.update(diagnostics.per_layer(diagnostics.angle_degrees, updates, true_grads,
-                                           diagnostics.conv_and_fc_layers(params), "angle_fa_vs_bp"))
+      metrics.update(
+        diagnostics.per_layer(
+          diagnostics.angle_degrees, updates, true_grads, diagnostics.conv_and_fc_layers(params), "angle_fa_vs_bp"
+        )
+      )
       if variant != "dfa":
-        metrics.update({f"angle_w_vs_b_{name}": diagnostics.angle_degrees(params[name]["kernel"], b)
-                        for name, b in rule_state["feedback"].items()})
+        metrics.update(
+          {
+            f"angle_w_vs_b_{name}": diagnostics.angle_degrees(params[name]["kernel"], b)
+            for name, b in rule_state["feedback"].items()
+          }
+        )
     return updates, new_stats, rule_state, metrics
 
-  where = {"reference": "conv->conv only; FC layers exact (reproduces the reference FA/BP hybrid, study.md §6.4)",
-           "standard": "at every layer incl. FC (Lillicrap et al. 2016)",
-           "dfa": "from the output error straight to every hidden layer (direct FA, Nøkland 2016)"}[variant]
-  return LearningRule(init=init_fn, update=update_fn, optimizer=optim.torch_sgd(rule_config[variant], steps_per_epoch),
-                      description=f"feedback alignment, {variant} variant: fixed xavier-normal B {where}; "
-                                  "SGD momentum, L2 in the gradient, global-norm clip, per-epoch cosine")
+  where = {
+    "reference": "conv->conv only; FC layers exact (reproduces the reference FA/BP hybrid, study.md §6.4)",
+    "standard": "at every layer incl. FC (Lillicrap et al. 2016)",
+    "dfa": "from the output error straight to every hidden layer (direct FA, Nøkland 2016)",
+  }[variant]
+  return LearningRule(
+    init=init_fn,
+    update=update_fn,
+    optimizer=optim.torch_sgd(rule_config[variant], steps_per_epoch),
+    description=f"feedback alignment, {variant} variant: fixed xavier-normal B {where}; "
+    "SGD momentum, L2 in the gradient, global-norm clip, per-epoch cosine",
+  )

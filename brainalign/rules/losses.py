@@ -1,4 +1,5 @@
 """Loss and accuracy shared by the rules that train a readout by gradient."""
+
 import jax
 import jax.numpy as jnp
 import optax

@@ -27,6 +27,7 @@ when `diagnostics`, on the steps the training loop asks for them (`update(..., d
 of every epoch), the cosine between each layer's PC update and the BP gradient of the CE loss of the plain
 forward network on the same batch (`cos_pc_vs_bp_<layer>`).
 """
+
 from typing import Any
 
 import jax
@@ -52,6 +53,7 @@ def energy_metrics(energy: jax.Array, max_points: int = 11) -> dict:
 
 
 # ---------------------------------------------------------------- reference variant: building blocks
+
 
 def conv_transpose3x3(y: jax.Array, kernel: jax.Array, impl: str) -> jax.Array:
   """3x3 transposed convolution, stride 1, padding 1 (PyTorch ConvTranspose2d(C_in=Cy, C_out=Cx, 3, 1, 1)).
@@ -80,7 +82,7 @@ def channel_mean_outer(err: jax.Array, pre: jax.Array, *, clip: float) -> jax.Ar
   """The reference PC weight change: clip(m(pre) ⊗ m(err), ±clip) copied to all 9 taps.
 
   err: [N, H, W, Cout]; pre: [N, H', W', Cin] (the layer input). Returns [3, 3, Cin, Cout] (HWIO)."""
-  outer = jnp.outer(pre.mean(axis=(0, 1, 2)), err.mean(axis=(0, 1, 2)))    # [Cin, Cout]
+  outer = jnp.outer(pre.mean(axis=(0, 1, 2)), err.mean(axis=(0, 1, 2)))  # [Cin, Cout]
   return jnp.broadcast_to(jnp.clip(outer, -clip, clip), (3, 3) + outer.shape)
 
 
@@ -120,10 +122,12 @@ def reference_inference(params, rule_state, acts, *, impl, steps, rate):
 
   def step(r, _):
     r1, r2, r3 = r
-    e1, e2 = errors(r)                            # both errors before any update (Jacobi)
-    new = (jax.nn.relu(r1 - rate * e1),
-           jax.nn.relu(r2 + rate * (-e2 + avg_pool_2x2(models.conv3x3(e1, w2, impl)))),
-           jax.nn.relu(r3 + rate * avg_pool_2x2(models.conv3x3(e2, w3, impl))))
+    e1, e2 = errors(r)  # both errors before any update (Jacobi)
+    new = (
+      jax.nn.relu(r1 - rate * e1),
+      jax.nn.relu(r2 + rate * (-e2 + avg_pool_2x2(models.conv3x3(e1, w2, impl)))),
+      jax.nn.relu(r3 + rate * avg_pool_2x2(models.conv3x3(e2, w3, impl))),
+    )
     return new, energy(e1, e2)
 
   r, energies = jax.lax.scan(step, tuple(acts), None, length=steps)
@@ -181,39 +185,55 @@ def _reference(model, rc, steps_per_epoch):
     updates["conv1"] = {"kernel": neg_dw1}
     updates["conv2"] = {"kernel": neg_dw2}
     updates.update(head_grads)
-    metrics = {"loss": loss, "accuracy": losses.accuracy(logits, batch["label"]),
-               **energy_metrics(energy / x.shape[0])}
+    metrics = {"loss": loss, "accuracy": losses.accuracy(logits, batch["label"]), **energy_metrics(energy / x.shape[0])}
     if diagnose and diagnostics_on:
       metrics.update(_cosine_with_bp(model, params, batch_stats, batch, updates, ("conv1", "conv2")))
     return updates, stats, rule_state, metrics
 
   def features_fn(variables, images, bn_batch_stats):
-    _, r, _, _ = infer(variables["params"], variables["batch_stats"], variables["rule_state"], images,
-                       bn_batch_stats)
+    _, r, _, _ = infer(variables["params"], variables["batch_stats"], variables["rule_state"], images, bn_batch_stats)
     _, fc1 = models.readout_head(variables["params"], r[2])
-    return {"conv1": r[0].mean(axis=(1, 2)), "conv2": r[1].mean(axis=(1, 2)), "conv3": r[2].mean(axis=(1, 2)),
-            "fc1": fc1}
+    return {
+      "conv1": r[0].mean(axis=(1, 2)),
+      "conv2": r[1].mean(axis=(1, 2)),
+      "conv3": r[2].mean(axis=(1, 2)),
+      "fc1": fc1,
+    }
 
   def logits_fn(variables, images):
     _, r, _, _ = infer(variables["params"], variables["batch_stats"], variables["rule_state"], images, False)
     return models.readout_head(variables["params"], r[2])[0]
 
-  labels = lambda params: {k: jax.tree.map(lambda _: "local" if k in ("conv1", "conv2") else
-                                           "readout" if k in ("fc1", "fc2") else "frozen", v)
-                           for k, v in params.items()}
+  labels = lambda params: {
+    k: jax.tree.map(
+      lambda _, k=k: "local" if k in ("conv1", "conv2") else "readout" if k in ("fc1", "fc2") else "frozen", v
+    )
+    for k, v in params.items()
+  }
   optimizer = optax.multi_transform(
-      {"local": optax.sgd(rc.local_learning_rate), "readout": optax.adam(rc.readout_learning_rate),
-       "frozen": optax.set_to_zero()}, labels)
-  return LearningRule(init=init_fn, update=update_fn, optimizer=optimizer, features=features_fn,
-                      logits=logits_fn,
-                      description=f"predictive coding, reference variant: reproduces the study's defective rule "
-                                  f"(study.md §6.3): {steps} inference steps at {rate} with fixed random "
-                                  "top-down predictions, clipped rank-1 channel-mean updates of W1/W2 only "
-                                  "(W3, P2, P3, BN affine never trained), Adam readout on the inferred r3; "
-                                  "features from the inference loop")
+    {
+      "local": optax.sgd(rc.local_learning_rate),
+      "readout": optax.adam(rc.readout_learning_rate),
+      "frozen": optax.set_to_zero(),
+    },
+    labels,
+  )
+  return LearningRule(
+    init=init_fn,
+    update=update_fn,
+    optimizer=optimizer,
+    features=features_fn,
+    logits=logits_fn,
+    description=f"predictive coding, reference variant: reproduces the study's defective rule "
+    f"(study.md §6.3): {steps} inference steps at {rate} with fixed random "
+    "top-down predictions, clipped rank-1 channel-mean updates of W1/W2 only "
+    "(W3, P2, P3, BN affine never trained), Adam readout on the inferred r3; "
+    "features from the inference loop",
+  )
 
 
 # ---------------------------------------------------------------- standard variant
+
 
 def _standard_layers(model):
   """f_l(params, stats, x_{l-1}) -> (prediction of x_l, new stats), l = 1..5 (5 = logits)."""
@@ -223,6 +243,7 @@ def _standard_layers(model):
     def f(params, stats, h):
       out, s = models.conv_block(params, stats, i, h, impl=impl, use_batch=True, pre_bn_relu=pre)
       return out, dict(stats, **{f"bn{i}": s})
+
     return f
 
   def fc1(params, stats, h):
@@ -260,8 +281,9 @@ def standard_feed_forward(params, batch_stats, image, *, layers):
 
 def standard_inference(params, batch_stats, xs, image, labels, *, layers, steps, rate, output_weight):
   """`steps` gradient steps on the value nodes: x ← x − rate ∂F/∂x. Returns (xs, energy [steps + 1])."""
-  energy_fn = lambda xs: standard_energy(params, batch_stats, xs, image, labels, layers=layers,
-                                         output_weight=output_weight)[0]
+  energy_fn = lambda xs: standard_energy(
+    params, batch_stats, xs, image, labels, layers=layers, output_weight=output_weight
+  )[0]
 
   def step(xs, _):
     e, g = jax.value_and_grad(energy_fn)(xs)
@@ -275,8 +297,9 @@ def standard_weight_updates(params, batch_stats, xs, image, labels, *, layers, o
   """(1/β) ∂F/∂θ at fixed value nodes, scaled to the batch mean: each layer's update uses only
   x_{l−1}, x_l and its own parameters (F is a sum of one term per layer)."""
   n = image.shape[0]
-  grad = jax.grad(lambda p: standard_energy(p, batch_stats, xs, image, labels, layers=layers,
-                                            output_weight=output_weight)[0])(params)
+  grad = jax.grad(
+    lambda p: standard_energy(p, batch_stats, xs, image, labels, layers=layers, output_weight=output_weight)[0]
+  )(params)
   return jax.tree.map(lambda g: g / (output_weight * n), grad)
 
 
@@ -293,28 +316,44 @@ def _standard(model, rc, steps_per_epoch):
     del key
     image, labels = batch["image"], batch["label"]
     xs, logits, new_stats = standard_feed_forward(params, batch_stats, image, layers=layers)
-    xs, energy = standard_inference(params, batch_stats, xs, image, labels, layers=layers, steps=steps,
-                                    rate=rate, output_weight=beta)
+    xs, energy = standard_inference(
+      params, batch_stats, xs, image, labels, layers=layers, steps=steps, rate=rate, output_weight=beta
+    )
     updates = standard_weight_updates(params, batch_stats, xs, image, labels, layers=layers, output_weight=beta)
-    metrics = {"loss": losses.cross_entropy(logits, labels), "accuracy": losses.accuracy(logits, labels),
-               **energy_metrics(energy / image.shape[0])}
+    metrics = {
+      "loss": losses.cross_entropy(logits, labels),
+      "accuracy": losses.accuracy(logits, labels),
+      **energy_metrics(energy / image.shape[0]),
+    }
     if diagnose and diagnostics_on:
-      metrics.update(_cosine_with_bp(model, params, batch_stats, batch, updates,
-                                     diagnostics.conv_and_fc_layers(params)))
+      metrics.update(
+        _cosine_with_bp(model, params, batch_stats, batch, updates, diagnostics.conv_and_fc_layers(params))
+      )
     return updates, new_stats, rule_state, metrics
 
-  return LearningRule(init=init_fn, update=update_fn, optimizer=optim.torch_adam(rc, steps_per_epoch),
-                      description=f"predictive coding, standard variant (Whittington & Bogacz 2017 / PCX): "
-                                  f"output clamped with weight {beta}, {steps} inference steps at {rate} on "
-                                  "the value nodes, local weight updates of every layer, Adam")
+  return LearningRule(
+    init=init_fn,
+    update=update_fn,
+    optimizer=optim.torch_adam(rc, steps_per_epoch),
+    description=f"predictive coding, standard variant (Whittington & Bogacz 2017 / PCX): "
+    f"output clamped with weight {beta}, {steps} inference steps at {rate} on "
+    "the value nodes, local weight updates of every layer, Adam",
+  )
 
 
 def _cosine_with_bp(model, params, batch_stats, batch, updates, layers):
   """cos(update, BP gradient of the CE of the plain forward network, training-mode BN, no dropout) per layer."""
+
   def loss(p):
-    (logits, _), _ = model.apply({"params": p, "batch_stats": batch_stats}, batch["image"], train=False,
-                                 bn_batch_stats=True, mutable=["batch_stats"])
+    (logits, _), _ = model.apply(
+      {"params": p, "batch_stats": batch_stats},
+      batch["image"],
+      train=False,
+      bn_batch_stats=True,
+      mutable=["batch_stats"],
+    )
     return losses.cross_entropy(logits, batch["label"])
+
   grads = jax.grad(loss)(params)
   return diagnostics.per_layer(diagnostics.cosine, updates, grads, layers, "cos_pc_vs_bp")
 

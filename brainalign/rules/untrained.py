@@ -3,6 +3,7 @@
 BatchNorm keeps its initial running statistics (mean 0, var 1), as the reference Random condition, which is
 evaluated in inference mode without ever running a training-mode forward pass (study.md §4.1, §4.6).
 """
+
 from typing import Any
 
 import jax
@@ -23,9 +24,16 @@ def create(model: Any, rule_config: Any, *, steps_per_epoch: int) -> LearningRul
   def update_fn(params, batch_stats, rule_state, batch, key):
     del key
     logits, _ = model.apply({"params": params, "batch_stats": batch_stats}, batch["image"], train=False)
-    metrics = {"loss": losses.cross_entropy(logits, batch["label"]),
-               "accuracy": losses.accuracy(logits, batch["label"])}
+    metrics = {
+      "loss": losses.cross_entropy(logits, batch["label"]),
+      "accuracy": losses.accuracy(logits, batch["label"]),
+    }
     return jax.tree.map(jax.numpy.zeros_like, params), batch_stats, rule_state, metrics
 
-  return LearningRule(init=init_fn, update=update_fn, optimizer=optax.set_to_zero(), trains=False,
-                      description="untrained network (initialisation only)")
+  return LearningRule(
+    init=init_fn,
+    update=update_fn,
+    optimizer=optax.set_to_zero(),
+    trains=False,
+    description="untrained network (initialisation only)",
+  )
