@@ -12,15 +12,19 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from brainalign.errors import WorkdirError
 
-class CheckpointError(RuntimeError):
+
+class CheckpointError(WorkdirError):
   """A checkpoint exists but cannot be restored (corrupt, truncated, or from another configuration)."""
 
 
 def create_manager(directory: str | os.PathLike) -> ocp.CheckpointManager:
   """Manager that keeps every milestone. Orbax needs an absolute path."""
   path = pathlib.Path(directory).expanduser().resolve()
-  return ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(max_to_keep=None, create=True))
+  return ocp.CheckpointManager(
+    path, options=ocp.CheckpointManagerOptions(max_to_keep=None, create=True, cleanup_tmp_directories=True)
+  )
 
 
 def save(manager: ocp.CheckpointManager, epoch: int, state: Any) -> None:
@@ -49,8 +53,10 @@ def restore_epoch(manager: ocp.CheckpointManager, epoch: int, target: Any) -> An
   try:
     return manager.restore(int(epoch), args=ocp.args.StandardRestore(abstract))
   except Exception as e:  # orbax raises several types for unreadable or mismatched data
+    folder = manager.directory / str(epoch)
+    first_line = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
     raise CheckpointError(
-      f"Cannot restore checkpoint {manager.directory / str(epoch)}: {type(e).__name__}: {e}. It may be "
-      "corrupt, or written by a different configuration (model size, seeds, rule). Delete that folder to "
-      "resume from the previous milestone, or use a new --workdir."
-    ) from e
+      f"cannot restore checkpoint {folder}: {type(e).__name__}: {first_line}; it may be corrupt (a killed write), "
+      "or written by a different configuration (model size, seeds, rule)",
+      hint=f"delete {folder} to resume from the previous milestone, or use a new --workdir",
+    ) from None

@@ -1,24 +1,18 @@
-"""The whole run: train every rule (seeds vmapped) -> checkpoints -> features at milestones -> RSA -> results.
+"""The whole run: train every rule (seeds vmapped) -> checkpoints -> features -> model RDMs -> RSA -> results.
 
-Layout of a workdir:
-  run_info.json                         config, data source, library versions
-  checkpoints/<rule>/<epoch>/           Orbax checkpoints of the multi-seed TrainState (milestones only)
-  logs/<rule>/epoch_XXXX.json           per-epoch training metrics of every seed
-  features/<rule>/epoch_XXXX.npz        readout features [S, n, d] per layer and resolution (no activations)
-  results/alignment.csv, training.csv, summary.csv, diagnostics.csv   tidy tables (brainalign.results)
-  results/rdms/<rule>_<res>px.npz       model RDM upper triangles, when config.save_rdms
-  figures/alignment_vs_epoch*.png
-
-Every file is written atomically. A killed run restarted with the same command resumes from the latest
-milestone checkpoint, recomputes only what is missing, and produces exactly the results of an
+The workdir's layout is described in brainalign.store. Before any work the command's inputs are compared with
+what the workdir holds (brainalign.provenance, brainalign.stages): a workdir made with other settings is
+refused with a message naming every change, unless `overwrite=True`, which discards exactly the stale stages;
+stages whose inputs are unchanged are reused. A killed run restarted with the same command resumes from the
+latest milestone checkpoint, recomputes only what is missing, and produces exactly the results of an
 uninterrupted run (all randomness derives from the seeds; see brainalign.train).
 """
 
-import dataclasses
-import functools
 import json
 import pathlib
 import platform
+import shutil
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -26,251 +20,96 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 from absl import logging
-from tqdm import tqdm
 
-from brainalign import checkpointing, features, figures, io, models, probe, results, rsa, rules, train
+from brainalign import figures, io, probe, provenance, results, rsa, rule_run, rules, stages, store
 from brainalign.data import training_sets
+from brainalign.errors import ConfigError
 from brainalign.models import READOUT_LAYERS
 
 
-class SimulatedInterruption(RuntimeError):
-  """Raised by `run(..., interrupt_after_epoch=k, interrupt_rule=r)`: lets tests kill a run at a known point."""
-
-
-@dataclasses.dataclass
-class RuleRun:
-  """What training one rule leaves behind: milestone epochs with features, and per-epoch metric logs."""
-
-  name: str
-  description: str
-  milestones: list
-
-
-def _epoch_file(folder: pathlib.Path, epoch: int, suffix: str) -> pathlib.Path:
-  return folder / f"epoch_{epoch:04d}{suffix}"
-
-
-def _model_for(config: Any, rule_name: str) -> models.CNN:
-  rc = config.rule_configs[rule_name]
-  return models.create_model(
-    config.model, conv_init=rc.conv_init, conv_bias=rc.conv_bias, pre_bn_relu=rc.pre_bn_relu
-  )  # True: STDP's block order (study.md §3.1)
-
-
-def _wants_diagnostics(rule_config: Any) -> bool:
-  """rule_configs.<rule>.diagnostics, or .<variant>.diagnostics for rules with per-variant blocks (pc)."""
-  variant = rule_config.get("variant")
-  block = rule_config.get(variant) if isinstance(variant, str) else None
-  return bool(rule_config.get("diagnostics", False) or (block is not None and block.get("diagnostics", False)))
-
-
-def _check_finite(metrics: dict, rule: str, epoch: int, seeds) -> None:
-  for k, v in metrics.items():
-    bad = ~np.isfinite(np.asarray(v))
-    if bad.any():
-      raise FloatingPointError(
-        f"rule {rule!r}, epoch {epoch}: metric {k!r} is not finite for seed(s) "
-        f"{[s for s, b in zip(seeds, bad) if b]}; lower the learning rate or check the data"
-      )
-
-
-def train_rule(
-  config: Any,
-  rule_name: str,
-  workdir: pathlib.Path,
-  training: training_sets.TrainingSet,
-  probe_set: probe.ProbeSet,
-  *,
-  interrupt_after_epoch: int | None = None,
-  interrupt_rule: str | None = None,
-) -> RuleRun:
-  """Trains one rule for all seeds, checkpointing and extracting features at the milestones (resumable)."""
-  seeds = list(config.seeds)
-  model = _model_for(config, rule_name)
-  if training.per_seed and tuple(training.seeds) != tuple(int(s) for s in seeds):
-    raise ValueError(
-      f"the per-seed training subsets were drawn for seeds {list(training.seeds)}, but "
-      f"config.seeds is {seeds}; load the training set with the same seeds"
-    )
-  steps_per_epoch = training.num_train // config.train.batch_size
-  if steps_per_epoch < 1:
-    raise ValueError(f"train.batch_size={config.train.batch_size} exceeds the {training.num_train} training images")
-  rule = rules.create(rule_name, model, config.rule_configs[rule_name], steps_per_epoch=steps_per_epoch)
-  logging.info("Rule %s: %s", rule_name, rule.description)
-  num_epochs = int(config.train.num_epochs)
-  milestones = sorted({int(m) for m in config.train.milestones} | {0})
-  if max(milestones) > num_epochs:
-    raise ValueError(f"train.milestones {milestones} go beyond train.num_epochs={num_epochs}")
-  if not rule.trains:
-    milestones, num_epochs = [0], 0
-
-  keys = jnp.asarray(train.seed_key_data(seeds))
-  init = jax.jit(
-    jax.vmap(functools.partial(train.create_train_state, model=model, rule=rule, image_shape=training.image_shape))
-  )
-  state = init(keys)
-  manager = checkpointing.create_manager(workdir / "checkpoints" / rule_name)
-  restored, state = checkpointing.restore_latest(manager, state)
-  if restored is None:
-    checkpointing.save(manager, 0, state)
-    start = 0
-  else:
-    start = int(restored)
-    if start > num_epochs:
-      raise ValueError(f"{manager.directory} holds epoch {start} > train.num_epochs={num_epochs}; use a new workdir")
-    logging.info("Rule %s: resumed from the epoch-%d checkpoint in %s", rule_name, start, manager.directory)
-
-  images_dev = jax.device_put(training.train_images)  # [N, H, W, 3], or [S, N, H, W, 3] per seed
-  labels_dev = jax.device_put(training.train_labels)
-  test_acc = train.make_test_accuracy(model, mean=training.mean, std=training.std, logits_fn=rule.logits)
-  extract = features.make_extractor(
-    model, bn_mode=config.eval.bn_mode, batch_size=config.eval.batch_size, rule_features=rule.features
-  )
-  feat_dir, log_dir = workdir / "features" / rule_name, workdir / "logs" / rule_name
-
-  def log_epoch(epoch, st, metrics):
-    acc = test_acc(st, training.test_images, training.test_labels)
-    io.write_json(
-      {
-        "epoch": epoch,
-        "seeds": seeds,
-        "rule_description": rule.description,
-        "test_accuracy": acc.tolist(),
-        **{k: np.asarray(v).tolist() for k, v in metrics.items()},
-      },
-      _epoch_file(log_dir, epoch, ".json"),
-    )
-
-  def save_features(epoch, st):
-    arrays = {}
-    for res, imgs in probe_set.images.items():
-      for layer, f in extract(
-        st.params, st.batch_stats, imgs, st.rule_state, segments=probe_set.segments
-      ).items():  # exemplar means for concept_mean
-        arrays[f"{res}px/{layer}"] = f.astype(np.float32)
-    io.write_npz(_epoch_file(feat_dir, epoch, ".npz"), **arrays)
-
-  # milestones already checkpointed but whose features were lost (killed in between): redo from checkpoint
-  for m in milestones:
-    if m <= start and not _epoch_file(feat_dir, m, ".npz").exists():
-      st = state if m == start else checkpointing.restore_epoch(manager, m, state)
-      save_features(m, st)
-  if start == 0 and not _epoch_file(log_dir, 0, ".json").exists():
-    log_epoch(0, state, {"loss": [np.nan] * len(seeds), "accuracy": [np.nan] * len(seeds)})
-
-  if num_epochs > start:
-    make_step = functools.partial(
-      train.make_train_step,
-      model,
-      rule,
-      batch_size=config.train.batch_size,
-      steps_per_epoch=steps_per_epoch,
-      mean=training.mean,
-      std=training.std,
-      pad=config.train.augment_pad,
-      flip=config.train.augment_flip,
-    )
-    # the rule's costly diagnostics (angles/cosines to the true gradient) on the last step of each epoch only
-    last_step = make_step(diagnose=True) if _wants_diagnostics(config.rule_configs[rule_name]) else None
-    run_epoch = train.make_epoch_runner(
-      make_step(),
-      steps_per_epoch=steps_per_epoch,
-      per_seed_data=training.per_seed,
-      driver=config.train.epoch_driver,
-      last_step=last_step,
-    )
-    bar = tqdm(
-      range(start + 1, num_epochs + 1),
-      desc=f"{rule_name} ({len(seeds)} seeds)",
-      unit="epoch",
-      initial=start,
-      total=num_epochs,
-      disable=None,
-    )
-    for epoch in bar:
-      state, metrics = run_epoch(state, images_dev, labels_dev)
-      _check_finite(metrics, rule_name, epoch, seeds)
-      log_epoch(epoch, state, metrics)
-      bar.set_postfix(loss=f"{np.mean(metrics['loss']):.3f}", acc=f"{np.mean(metrics['accuracy']):.3f}")
-      if interrupt_after_epoch is not None and epoch == interrupt_after_epoch and interrupt_rule in (None, rule_name):
-        manager.wait_until_finished()
-        raise SimulatedInterruption(f"interrupted after epoch {epoch} of rule {rule_name!r}")
-      if epoch in milestones:
-        checkpointing.save(manager, epoch, state)
-        save_features(epoch, state)
-  manager.wait_until_finished()
-  manager.close()
-  return RuleRun(name=rule_name, description=rule.description, milestones=milestones)
-
-
-def alignment_for_rule(config: Any, run: RuleRun, workdir: pathlib.Path, probe_set: probe.ProbeSet) -> pd.DataFrame:
-  """RSA of every (seed, milestone, layer) against every (ROI, subject): one compiled call per resolution
-  and pair set, on the features saved at the milestones."""
-  feat_dir = workdir / "features" / run.name
-  loaded = []
-  for m in run.milestones:
-    with np.load(_epoch_file(feat_dir, m, ".npz")) as z:
-      loaded.append({k: z[k] for k in z.files})
-  frames = []
+def _rule_rdms(
+  config: Any, su: rule_run.RuleSetup, workdir: pathlib.Path, probe_set: probe.ProbeSet, fingerprint: str
+) -> dict[int, np.ndarray]:
+  """{res: model RDMs [S, M, L, P] over all pairs} of one rule: read from rdms/<rule>/ when stored with this
+  fingerprint, else built from the saved features (one compiled call per resolution) and stored."""
+  out, loaded = {}, None
   for res in probe_set.images:
-    per_layer = [
-      jnp.asarray(np.stack([f[f"{res}px/{layer}"] for f in loaded], axis=1))  # [S, M, n, d]
-      for layer in READOUT_LAYERS
-    ]
+    path = store.rdm_path(workdir, su.name, res)
+    if store.stored_fingerprint(path) == fingerprint:
+      out[res] = store.read_rdms(path)["vectors"]
+      continue
+    if loaded is None:
+      loaded = []
+      for m in su.milestones:
+        z = store.read_features(store.feature_path(workdir, su.name, m))
+        loaded.append(z)
+    per_layer = [jnp.asarray(np.stack([f[f"{res}px/{layer}"] for f in loaded], axis=1)) for layer in READOUT_LAYERS]
     degenerate = [layer for layer, x in zip(READOUT_LAYERS, per_layer) if bool(np.any(rsa.constant_rows(x)))]
     if degenerate:
       logging.warning(
         "Rule %s at %d px: layer(s) %s have stimuli with constant features (e.g. all-zero ReLU); "
         "their RDM entries and rho are NaN",
-        run.name,
+        su.name,
         res,
         degenerate,
       )
-    for pairs_name, pairs in probe_set.pair_sets.items():
-      rho = rsa.rsa_grid(per_layer, probe_set.brain_ranks[pairs_name], pairs, metric=config.eval.rdm_metric)
+    vectors = np.asarray(jax.device_get(rsa.model_rdms(per_layer, config.eval.rdm_metric)), np.float32)
+    store.write_rdms(
+      path,
+      vectors,
+      fingerprint=fingerprint,
+      seeds=np.asarray(config.seeds),
+      epochs=np.asarray(su.milestones),
+      layers=np.asarray(READOUT_LAYERS),
+      stimuli=np.asarray(probe_set.brain.stimuli),
+      metric=np.asarray(config.eval.rdm_metric),
+      data=np.asarray(probe_set.data),
+    )
+    out[res] = vectors
+  return out
+
+
+def alignment_for_rule(config: Any, su: rule_run.RuleSetup, rdms: dict, probe_set: probe.ProbeSet) -> pd.DataFrame:
+  """RSA of every (seed, milestone, layer) against every (ROI, subject): one compiled call per resolution and
+  pair set, on the stored model RDMs."""
+  frames = []
+  for res, vectors in rdms.items():
+    dev = jnp.asarray(vectors)
+    for pairs_name, flat in probe_set.flat.items():
+      rho = rsa.spearman_at(dev, probe_set.brain_ranks[pairs_name], flat)
       frames.append(
         results.alignment_frame(
           np.asarray(jax.device_get(rho)),
           data=probe_set.data,
-          rule=run.name,
+          rule=su.name,
           seeds=list(config.seeds),
-          epochs=run.milestones,
+          epochs=su.milestones,
           layers=READOUT_LAYERS,
           rois=probe_set.brain.rois,
           subjects=probe_set.brain.subjects,
           resolution=res,
           pairs=pairs_name,
           bn_mode=config.eval.bn_mode,
-          n_pairs=len(pairs[0]),
+          n_pairs=len(flat),
         )
-      )
-    if config.save_rdms:
-      i, j = rsa.pair_indices(len(probe_set.brain.stimuli))
-      vecs = jnp.stack([rsa.rdm_vectors(x, (i, j), config.eval.rdm_metric) for x in per_layer], axis=2)
-      io.write_npz(
-        workdir / "results" / "rdms" / f"{run.name}_{res}px.npz",
-        rdms=np.asarray(vecs, np.float32),
-        seeds=np.asarray(config.seeds),
-        epochs=np.asarray(run.milestones),
-        layers=np.asarray(READOUT_LAYERS),
-        stimuli=np.asarray(probe_set.brain.stimuli),
-        metric=np.asarray(config.eval.rdm_metric),
-        data=np.asarray(probe_set.data),
       )
   return pd.concat(frames, ignore_index=True)
 
 
-def training_table(config: Any, run: RuleRun, workdir: pathlib.Path, *, data: str, train_data: str) -> pd.DataFrame:
+def _logs(workdir: pathlib.Path, rule: str) -> list[dict]:
+  return [json.loads(p.read_text()) for p in sorted((workdir / "logs" / rule).glob("epoch_*.json"))]
+
+
+def training_table(rule: str, workdir: pathlib.Path, *, data: str, train_data: str) -> pd.DataFrame:
   """training.csv rows of one rule from its per-epoch logs."""
   rows = []
-  for path in sorted((workdir / "logs" / run.name).glob("epoch_*.json")):
-    log = json.loads(path.read_text())
+  for log in _logs(workdir, rule):
     for k, seed in enumerate(log["seeds"]):
       rows.append(
         {
           "data": data,
           "train_data": train_data,
-          "rule": run.name,
+          "rule": rule,
           "seed": seed,
           "epoch": log["epoch"],
           "loss": log["loss"][k],
@@ -281,27 +120,29 @@ def training_table(config: Any, run: RuleRun, workdir: pathlib.Path, *, data: st
   return pd.DataFrame(rows, columns=list(results.TRAINING_COLUMNS))
 
 
-def diagnostics_table(run: RuleRun, workdir: pathlib.Path, *, data: str) -> pd.DataFrame:
+_NOT_DIAGNOSTICS = {"epoch", "seeds", "rule_description", "fingerprint", "loss", "accuracy", "test_accuracy"}
+
+
+def diagnostics_table(rule: str, workdir: pathlib.Path, *, data: str) -> pd.DataFrame:
   """diagnostics.csv rows of one rule: every logged metric other than loss and accuracies, per seed and epoch
   (learning-rule diagnostics measured on the epoch's last batch, e.g. `angle_fa_vs_bp_conv2`; PC's
   `energy_stepTT`, an epoch mean)."""
   rows = []
-  skip = {"epoch", "seeds", "rule_description", "loss", "accuracy", "test_accuracy"}
-  for path in sorted((workdir / "logs" / run.name).glob("epoch_*.json")):
-    log = json.loads(path.read_text())
-    for metric in sorted(set(log) - skip):
+  for log in _logs(workdir, rule):
+    for metric in sorted(set(log) - _NOT_DIAGNOSTICS):
       for k, seed in enumerate(log["seeds"]):
         rows.append(
-          {
-            "data": data,
-            "rule": run.name,
-            "seed": seed,
-            "epoch": log["epoch"],
-            "metric": metric,
-            "value": log[metric][k],
-          }
+          {"data": data, "rule": rule, "seed": seed, "epoch": log["epoch"], "metric": metric, "value": log[metric][k]}
         )
   return pd.DataFrame(rows, columns=list(results.DIAGNOSTICS_COLUMNS))
+
+
+def indices_table(config: Any, training: training_sets.TrainingSet) -> pd.DataFrame:
+  """results/train_indices.csv: per seed, the indices of its training images in the source's training split."""
+  idx = np.asarray(training.train_indices)
+  per_seed = idx if idx.ndim == 2 else np.broadcast_to(idx, (len(config.seeds), idx.shape[0]))
+  seeds = np.repeat(np.asarray(config.seeds), per_seed.shape[1])
+  return pd.DataFrame({"seed": seeds, "index": per_seed.reshape(-1)})
 
 
 def _versions() -> dict:
@@ -321,79 +162,138 @@ def _versions() -> dict:
   }
 
 
-def run(
-  config: Any, workdir: str, *, interrupt_after_epoch: int | None = None, interrupt_rule: str | None = None
-) -> dict:
-  """Runs the configured study end to end; returns {table name: DataFrame}.
-
-  interrupt_after_epoch, interrupt_rule: for tests, raise `SimulatedInterruption` after that epoch of that
-  rule (None: the first rule that trains that far), after its log and before its checkpoint."""
-  workdir = pathlib.Path(workdir).expanduser().resolve()
-  workdir.mkdir(parents=True, exist_ok=True)
-  unknown = [r for r in config.rules if r not in rules.names()]
-  if unknown:
-    raise ValueError(f"config.rules: unknown rule(s) {unknown}; valid: {list(rules.names())}")
-  training = training_sets.load_training_set(config.data, seeds=config.seeds)
-  probe_set = probe.load_probe(config, mean=training.mean, std=training.std)
+def _run_info(config, training, probe_set, all_stages, results_fp) -> dict:
   bn_note = (
     "BN running statistics at extraction (correct)"
     if config.eval.bn_mode == "running"
     else "BN BATCH statistics at extraction: reproduces the reference implementation's defect (study.md §6.1)"
   )
-  info = {
-    "config": config.to_dict(),
+  simulated = probe_set.data == "simulated"
+  return {
+    "config": stages.config_dict(config),
     "data": probe_set.data,
+    "data_name": probe_set.name,
     "data_description": probe_set.description,
     "simulated_data_warning": (
-      "SIMULATED brain data (brainalign demo): not real fMRI; results show what "
-      "the pipeline computes, not findings about the brain"
+      "SIMULATED brain data (brainalign demo): not real fMRI; results show what the "
+      "pipeline computes, not findings about the brain"
     )
-    if probe_set.data == "simulated"
+    if simulated
     else None,
     "train_data": training.name,
     "bn_mode": bn_note,
     "versions": _versions(),
+    "stages": {s.name: s.fingerprint for s in all_stages},
+    "results_fingerprint": results_fp,
   }
-  io.write_json(info, workdir / "run_info.json")
+
+
+def _check_config(config: Any) -> None:
+  unknown = [r for r in config.rules if r not in rules.names()]
+  if unknown:
+    raise ConfigError(f"config.rules: unknown rule(s) {unknown}; expected names from {list(rules.names())}")
+
+
+def _prepare_workdir(config, workdir, training, probe_set, setups, overwrite) -> tuple[dict, str]:
+  """Compares the command's stages with the workdir's records (refusing or discarding stale ones), then writes
+  the records, the probe store and run_info.json. Returns ({rule: (train, features, rdms)}, results fingerprint)."""
+  stimuli = stages.stimulus_inputs(probe_set)
+  per_rule = {
+    name: stages.rule_stages(
+      config, name, trains=su.rule.trains, training=training, probe_set=probe_set, stimuli=stimuli
+    )
+    for name, su in setups.items()
+  }
+  all_stages = [stages.probe_stage(config, probe_set, stimuli)] + [s for t in per_rule.values() for s in t]
+  mismatches = provenance.check(workdir, all_stages)
+  if mismatches and not overwrite:
+    provenance.raise_on_mismatch(workdir, mismatches)
+  if mismatches:
+    logging.warning(
+      "--overwrite: discarding the stale stages %s (removed %s)",
+      [m.stage.name for m in mismatches],
+      provenance.discard(workdir, mismatches),
+    )
+  provenance.write_records(workdir, all_stages)
+  if store.stored_fingerprint(workdir / store.PROBE) != all_stages[0].fingerprint:
+    store.write_probe(workdir, probe_set, all_stages[0].fingerprint)
+  results_fp = stages.results_fingerprint(config, all_stages)
+  report_info = workdir / "report" / "report_info.json"
+  if report_info.exists() and json.loads(report_info.read_text()).get("results_fingerprint") != results_fp:
+    shutil.rmtree(workdir / "report")
+    logging.warning("Removed %s: it was made from other results; run --mode=report again", workdir / "report")
+  io.write_json(_run_info(config, training, probe_set, all_stages, results_fp), workdir / store.RUN_INFO)
+  return per_rule, results_fp
+
+
+def _write_figures(config, tables, probe_set, workdir) -> None:
+  primary_res, first_pairs = max(probe_set.images), list(probe_set.pair_sets)[0]
+  for res in probe_set.images:
+    for pairs_name in probe_set.pair_sets:
+      suffix = "" if (res == primary_res and pairs_name == first_pairs) else f"_{res}px_{pairs_name}"
+      figures.alignment_vs_epoch(
+        tables["summary"],
+        workdir / "figures" / f"alignment_vs_epoch{suffix}.png",
+        resolution=res,
+        pairs=pairs_name,
+        title=f"{probe_set.name} · {res} px · {pairs_name} pairs · {config.eval.bn_mode} BN · "
+        f"mean ± SD over {len(config.seeds)} seeds",
+      )
+
+
+def run(
+  config: Any, workdir: str, *, overwrite: bool = False, on_epoch: Callable[[str, int], None] | None = None
+) -> dict:
+  """Runs the configured study end to end; returns {table name: DataFrame} plus "work" (what was computed).
+
+  overwrite: discard the stages of the workdir whose inputs differ from this command's (default: refuse).
+  on_epoch: on_epoch(rule, epoch) after each trained epoch's log, before its checkpoint (for tests)."""
+  workdir = pathlib.Path(workdir).expanduser().resolve()
+  _check_config(config)
+  workdir.mkdir(parents=True, exist_ok=True)
+  for path in store.clean_temporaries(workdir):
+    logging.info("Removed %s (left behind by an interrupted write)", path)
+  training = training_sets.load_training_set(config.data, seeds=config.seeds)
+  probe_set = probe.load_probe(config, mean=training.mean, std=training.std)
+  setups = {name: rule_run.setup(config, name, training) for name in config.rules}
+  per_rule, results_fp = _prepare_workdir(config, workdir, training, probe_set, setups, overwrite)
   logging.info("Data: %s", probe_set.description)
 
-  runs, alignment, training_rows, diagnostic_rows = [], [], [], []
-  for name in config.rules:
-    rr = train_rule(
+  work, alignment, training_rows, diagnostic_rows = {}, [], [], []
+  for name, su in setups.items():
+    train_stage, feature_stage, rdm_stage = per_rule[name]
+    work[name] = rule_run.train_and_extract(
       config,
-      name,
+      su,
       workdir,
       training,
       probe_set,
-      interrupt_after_epoch=interrupt_after_epoch,
-      interrupt_rule=interrupt_rule,
+      on_epoch=on_epoch,
+      fingerprints={"train": train_stage.fingerprint, "features": feature_stage.fingerprint},
     )
-    runs.append(rr)
-    alignment.append(alignment_for_rule(config, rr, workdir, probe_set))
-    training_rows.append(training_table(config, rr, workdir, data=probe_set.data, train_data=training.name))
-    diagnostic_rows.append(diagnostics_table(rr, workdir, data=probe_set.data))
+    rdms = _rule_rdms(config, su, workdir, probe_set, rdm_stage.fingerprint)
+    alignment.append(alignment_for_rule(config, su, rdms, probe_set))
+    training_rows.append(training_table(name, workdir, data=probe_set.data, train_data=training.name))
+    diagnostic_rows.append(diagnostics_table(name, workdir, data=probe_set.data))
   tables = {
     "alignment": pd.concat(alignment, ignore_index=True),
     "training": pd.concat(training_rows, ignore_index=True),
     "diagnostics": pd.concat(diagnostic_rows, ignore_index=True),
   }
   tables["summary"] = results.summarize(tables["alignment"])
+  tables["train_indices"] = indices_table(config, training)
   for name, df in tables.items():
     io.write_csv(df, workdir / "results" / f"{name}.csv")
   # which variant each rule ran, and whether it reproduces a defective reference rule
-  io.write_json({r.name: r.description for r in runs}, workdir / "results" / "rules.json")
-  title_data = "SIMULATED brain (brainalign demo, not real fMRI)" if probe_set.data == "simulated" else "THINGS-fMRI"
-  primary_res = max(probe_set.images)
-  for res in probe_set.images:
-    for pairs_name in probe_set.pair_sets:
-      suffix = "" if (res == primary_res and pairs_name == list(probe_set.pair_sets)[0]) else f"_{res}px_{pairs_name}"
-      figures.alignment_vs_epoch(
-        tables["summary"],
-        workdir / "figures" / f"alignment_vs_epoch{suffix}.png",
-        resolution=res,
-        pairs=pairs_name,
-        title=f"{title_data} · {res} px · {pairs_name} pairs · {config.eval.bn_mode} BN · "
-        f"mean ± SD over {len(config.seeds)} seeds",
-      )
+  io.write_json({n: su.rule.description for n, su in setups.items()}, workdir / "results" / "rules.json")
+  io.write_json(
+    {
+      "results_fingerprint": results_fp,
+      "files": {f"{n}.csv": provenance.file_digest(workdir / "results" / f"{n}.csv") for n in tables},
+    },
+    workdir / "results" / "manifest.json",
+  )
+  _write_figures(config, tables, probe_set, workdir)
   logging.info("Results written to %s", workdir / "results")
+  tables["work"] = work
   return tables

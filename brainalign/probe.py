@@ -17,8 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from brainalign import rsa
+from brainalign import provenance, rsa, stats
 from brainalign.data import demo, images, prepare, rdm_sources, things
+from brainalign.data.brain import BrainData
 
 DATA_LABELS = {"things_fmri": "things-fmri", "simulated": "simulated", "rdms": "rdms"}
 
@@ -27,23 +28,33 @@ DATA_LABELS = {"things_fmri": "things-fmri", "simulated": "simulated", "rdms": "
 class ProbeSet:
   """Brain data and stimuli for RSA.
 
-  data: "things-fmri" or "simulated" (written into every result row).
+  data: "things-fmri", "simulated" or "rdms" (written into every result row).
+  name: the data source's own name for titles ("THINGS-fMRI", the RDM file's name, ...; `config.brain.name`).
   description: one human-readable line naming the source files.
   brain: the loaded BrainData (rdm_vectors [Subj, R, P] over all pairs).
   images: {resolution: [m, R, R, 3] float32 normalised with the training set's mean/std}; m = n (one image
     per stimulus) unless `segments` is set.
   pair_sets: {name: (i, j) int32 index arrays [P']}.
+  flat: {name: int64 [P'] positions of the set's pairs in the all-pairs order}.
   brain_ranks: {name: [Subj, R, P'] centred ranks of the brain RDMs on that pair set} (computed once).
+  controls: {resolution: {"pixel": [P], "luminance": [P]} float32 control RDMs of the RDM rows' images over all
+    pairs}, for partial RSA.
+  image_names: [m] the image file names the model sees, in order; image_digests: [m] their content digests.
   segments: None, or [m] int64 RDM row of each image when a row's model features are the mean over several
     images (selection "concept_mean" with eval.concept_features "mean": all exemplars of the concept).
   """
 
   data: str
+  name: str
   description: str
-  brain: things.BrainData
+  brain: BrainData
   images: dict
   pair_sets: dict
+  flat: dict
   brain_ranks: dict
+  controls: dict
+  image_names: tuple
+  image_digests: tuple
   segments: np.ndarray | None = None
 
 
@@ -82,7 +93,7 @@ def resolve_source(brain_config: Any) -> tuple[str, str, str]:
   return DATA_LABELS[source], brain_config.betas_dir, brain_config.images_dir
 
 
-def load_brain(brain_config: Any) -> tuple[str, things.BrainData, str]:
+def load_brain(brain_config: Any) -> tuple[str, BrainData, str]:
   """(data label, BrainData, images_dir) for config.brain, without loading any image."""
   data, where, images_dir = resolve_source(brain_config)
   if brain_config.source == "rdms":
@@ -120,10 +131,20 @@ def pair_set(name: str, n: int, runs: np.ndarray) -> tuple[np.ndarray, np.ndarra
   raise ValueError(f"Unknown pair set {name!r}; valid: 'all', 'cross_run'")
 
 
+def data_name(brain_config: Any) -> str:
+  """The data source's own name, for figure titles and the report: `config.brain.name`, else by source."""
+  if brain_config.get("name", ""):
+    return str(brain_config.name)
+  if brain_config.source == "simulated":
+    return "SIMULATED brain (brainalign demo, not real fMRI)"
+  if brain_config.source == "rdms":
+    return pathlib.Path(brain_config.rdms_path).name
+  return "THINGS-fMRI"
+
+
 def load_probe(config: Any, *, mean: np.ndarray, std: np.ndarray) -> ProbeSet:
-  """Loads brain RDMs, stimulus images at every config.eval.resolutions, pair sets and brain ranks."""
+  """Loads brain RDMs, stimulus images at every config.eval.resolutions, pair sets, brain ranks, control RDMs."""
   data, brain, images_dir = load_brain(config.brain)
-  betas_dir = brain.source
   layout = config.brain.get("image_layout", "") or ("flat" if config.brain.source == "rdms" else "things")
   names, segments = model_images(brain, config.eval.get("concept_features", "mean"))
   try:
@@ -136,31 +157,52 @@ def load_probe(config: Any, *, mean: np.ndarray, std: np.ndarray) -> ProbeSet:
       "a row; with only each concept's first exemplar use "
       "--config.eval.concept_features=first_exemplar)"
     ) from e
-  imgs = {int(res): images.normalize(images.load_images(paths, int(res)), mean, std) for res in config.eval.resolutions}
+  blobs = images.read_image_files(paths)
+  digests = tuple(provenance.bytes_digest(b) for b in blobs)
   n = len(brain.stimuli)
-  pairs, ranks = {}, {}
+  row_image = [names.index(s) for s in brain.stimuli]  # the image of each RDM row (its first exemplar)
+  all_pairs = rsa.pair_indices(n)
+  imgs, controls = {}, {}
+  for res in config.eval.resolutions:
+    raw = images.decode_images(blobs, int(res), [str(p) for p in paths])
+    controls[int(res)] = {
+      "pixel": stats.pixel_rdm_vector(raw[row_image], all_pairs),
+      "luminance": stats.luminance_rdm_vector(raw[row_image], all_pairs),
+    }
+    imgs[int(res)] = images.normalize(raw, mean, std)
+  pairs, flat, ranks = {}, {}, {}
   n_all = n * (n - 1) // 2
   for name in config.eval.pair_sets:
     i, j = pair_set(name, n, brain.item_runs())
-    # brain vectors are in all-pairs triu order; the index of pair (i, j) there is a closed form
-    flat = (i * n - i * (i + 1) // 2 + (j - i - 1)).astype(np.int64)
     pairs[name] = (i.astype(np.int32), j.astype(np.int32))
-    ranks[name] = rsa.rank_brain(jnp.asarray(brain.rdm_vectors[..., flat], jnp.float32))
+    flat[name] = rsa.flat_index(i, j, n)
+    ranks[name] = rsa.rank_brain(jnp.asarray(brain.rdm_vectors[..., flat[name]], jnp.float32))
     logging.info("Pair set %s: %d of %d pairs", name, len(i), n_all)
   model_side = "" if segments is None else f" (model features: mean over {len(names)} exemplar images)"
   desc = (
-    f"{data}: brain {betas_dir}; {brain.preparation}; stimuli {images_dir}; {n} stimuli{model_side}; "
+    f"{data}: brain {brain.source}; {brain.preparation}; stimuli {images_dir}; {n} stimuli{model_side}; "
     f"subjects {list(brain.subjects)}; ROIs {list(brain.rois)}"
   )
   return ProbeSet(
-    data=data, description=desc, brain=brain, images=imgs, pair_sets=pairs, brain_ranks=ranks, segments=segments
+    data=data,
+    name=data_name(config.brain),
+    description=desc,
+    brain=brain,
+    images=imgs,
+    pair_sets=pairs,
+    flat=flat,
+    brain_ranks=ranks,
+    controls=controls,
+    image_names=tuple(names),
+    image_digests=digests,
+    segments=segments,
   )
 
 
 CONCEPT_FEATURES = ("mean", "first_exemplar")
 
 
-def model_images(brain: things.BrainData, concept_features: str) -> tuple[tuple[str, ...], np.ndarray | None]:
+def model_images(brain: BrainData, concept_features: str) -> tuple[tuple[str, ...], np.ndarray | None]:
   """The images the model sees for the RDM rows, and the row of each (None = one image per row, in row order).
 
   concept_features (config.eval.concept_features) matters only when rows average several images

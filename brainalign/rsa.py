@@ -355,3 +355,71 @@ def rsa_grid(
       f"pairs {i.shape}/{j.shape} vs brain ranks over {brain_ranks.shape[-1]} pairs: rank both on the same pairs"
     )
   return _rsa_grid(features, brain_ranks, i, j, metric=metric)
+
+
+@functools.partial(jax.jit, static_argnames=("metric",))
+def _model_rdms(features, i, j, metric):
+  """Jitted body of `model_rdms` (one cell of the leading axes at a time on CPU, as `_rsa_grid`)."""
+  lead, n = features[0].shape[:-2], features[0].shape[-2]
+  flat = tuple(f.reshape(-1, n, f.shape[-1]) for f in features)
+
+  def cell(xs):
+    return jnp.stack([rdm_vectors(x, (i, j), metric) for x in xs])  # [L, P]
+
+  vectors = lax.map(cell, flat, batch_size=_loop_batch(flat[0].shape[0]))
+  return vectors.reshape(*lead, *vectors.shape[1:])
+
+
+def model_rdms(features: Sequence[jax.Array], metric: str = "correlation") -> jax.Array:
+  """Model RDMs of every layer over all pairs, for every cell of the leading axes, in one compiled call.
+
+  Args:
+    features: one array per layer, [..., n, d_l] each, with the same leading axes and n.
+    metric: one of `METRICS` (static).
+  Returns:
+    [..., L, P] float32 upper triangles in `pair_indices(n)` order, P = n (n - 1) / 2.
+  """
+  if metric not in METRICS:
+    raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
+  features = tuple(features)
+  if not features or len({f.shape[:-1] for f in features}) != 1:
+    raise ValueError(f"need at least one layer, all with the same [..., n] axes; got {[f.shape for f in features]}")
+  i, j = pair_indices(features[0].shape[-2])
+  return _model_rdms(features, jnp.asarray(i), jnp.asarray(j), metric=metric)
+
+
+@jax.jit
+def _spearman_at(vectors, brain_ranks, flat):
+  lead = vectors.shape[:-2]
+  cells = vectors.reshape(-1, *vectors.shape[-2:])
+
+  def cell(v):  # [L, P_all] -> [L, R, S]: the pair subset, ranked once, one einsum against the brain
+    return _rho(*_centred_doubled_ranks(jnp.take(v, flat, axis=-1)), brain_ranks)
+
+  rho = lax.map(cell, cells, batch_size=_loop_batch(cells.shape[0]))
+  return rho.reshape(*lead, *rho.shape[1:])
+
+
+def spearman_at(vectors: jax.Array, brain_ranks: jax.Array, flat: jax.Array) -> jax.Array:
+  """Spearman rho of stored model RDMs against every (ROI, subject) on a pair subset, in one compiled call.
+
+  Args:
+    vectors: [..., L, P_all] model RDMs over all pairs (`model_rdms`).
+    brain_ranks: [S, R, P'] from `rank_brain` on the subset.
+    flat: int [P'] positions of the subset's pairs in the all-pairs order (traced: a new subset of the same
+      size does not recompile).
+  Returns:
+    [..., L, R, S] rho; NaN for a model vector with NaN among the subset's pairs.
+  """
+  flat = jnp.asarray(flat, jnp.int32)
+  if flat.ndim != 1 or flat.shape[0] != brain_ranks.shape[-1]:
+    raise ValueError(
+      f"flat {flat.shape} vs brain ranks over {brain_ranks.shape[-1]} pairs: rank both on the same pairs"
+    )
+  return _spearman_at(jnp.asarray(vectors), brain_ranks, flat)
+
+
+def flat_index(i: np.ndarray, j: np.ndarray, n: int) -> np.ndarray:
+  """Positions [P'] int64 of pairs (i, j), i < j, in the all-pairs order `pair_indices(n)` (closed form)."""
+  i, j = np.asarray(i, np.int64), np.asarray(j, np.int64)
+  return i * n - i * (i + 1) // 2 + (j - i - 1)

@@ -441,14 +441,19 @@ def _evaluate(counts, model_data, model_bad, brain_data, brain_bad, i, j, method
   w = counts[i] * counts[j]  # [P] multiplicity of each original pair; self-pairs never appear
   p = w.shape[0]
   s_cmp, r_count = brain_bad.shape
+  no_ceiling = jnp.full((r_count,), jnp.nan, jnp.float32)
   if method == "tau-a":  # model_data = (sorted keys, order) [V, P] each; brain_data = (keys, sorted, order)
     brain_keys, brain_sorted, brain_perm = brain_data
-    lower, upper = _ceiling_tau(brain_keys[:s_count], brain_sorted[:s_count], brain_perm[:s_count], w)
+    lower, upper = (
+      _ceiling_tau(brain_keys[:s_count], brain_sorted[:s_count], brain_perm[:s_count], w)
+      if s_count > 1
+      else (no_ceiling, no_ceiling)
+    )
     sims = _tau_grid(*model_data, brain_keys.reshape(s_cmp * r_count, p), w, _key_bits(p))
     sims = sims.reshape(-1, s_cmp, r_count).transpose(0, 2, 1)  # [V, R, S']
     return _finish(sims, lower, upper, model_bad, brain_bad, s_count)
   brain_t = _scores(brain_data, w, method, p + 1)  # [S', R, P]
-  lower, upper = _ceiling(brain_t[:s_count], w, method, pool_bins)
+  lower, upper = _ceiling(brain_t[:s_count], w, method, pool_bins) if s_count > 1 else (no_ceiling, no_ceiling)
   y = brain_t.reshape(s_cmp * r_count, p)
   v_count = model_bad.shape[0]
   chunks = -(-v_count // model_chunk)
@@ -540,7 +545,7 @@ def bootstrap_rsa(
   Args:
     model_vectors: [V, P] model dissimilarities over the pair set (one row per condition, e.g. every
       rule x seed x milestone x layer flattened).
-    brain_vectors: [S, R, P] brain dissimilarities over the same pairs.
+    brain_vectors: [S, R, P] brain dissimilarities over the same pairs (S >= 1).
     pairs: (i, j), int [P] each: the original stimulus indices of each pair (i < j), e.g. all pairs or
       the cross-run subset. Pairs outside the set can never enter a resample's pair set, so giving the
       subset is exact.
@@ -560,6 +565,7 @@ def bootstrap_rsa(
   Returns:
     {"rho": [B, V, R, S], "noise_lower": [B, R], "noise_upper": [B, R]} float32, plus "rho_mean_rdm"
     [B, V, R] if mean_rdm; NaN where a vector contains NaN (degenerate RDM) or a resample leaves no variance.
+    With a single brain RDM per ROI (S = 1) there is no noise ceiling: "noise_lower"/"noise_upper" are NaN.
   """
   _check_method(method)
   model_vectors = jnp.asarray(model_vectors)
@@ -572,8 +578,6 @@ def bootstrap_rsa(
   p = i.shape[0]
   if model_vectors.shape[1] != p or brain_vectors.shape[2] != p or j.shape[0] != p:
     raise ValueError(f"pair counts differ: pairs {p}, model {model_vectors.shape[1]}, brain {brain_vectors.shape[2]}")
-  if brain_vectors.shape[0] < 2:
-    raise ValueError(f"the noise ceiling needs at least 2 subjects, got {brain_vectors.shape[0]}")
   resamples = jnp.asarray(resamples, jnp.int32)
   if resamples.ndim != 2 or resamples.shape[1] != n:
     raise ValueError(f"resamples must be [B, n={n}], got {resamples.shape}")

@@ -146,7 +146,6 @@ def base_config() -> ml_collections.ConfigDict:
   c.name = "base"
   c.seeds = STUDY_SEEDS  # one vmapped training run per seed; key = jax.random.key(seed)
   c.rules = ("random", "bp")  # trained one after another; seeds of a rule train together
-  c.save_rdms = False  # also write model RDM upper triangles (results/rdms/*.npz)
 
   c.data = ml_collections.ConfigDict(
     dict(
@@ -202,6 +201,7 @@ def base_config() -> ml_collections.ConfigDict:
       stimuli_file="",  # source="rdms": stimulus file names in RDM row order, one per line
       rdms_sessions="average",  # source="rdms", .mat: "average" sessions per subject | "separate"
       image_layout="",  # "" = "things" (object_images/<concept>/<file>), "flat" for rdms
+      name="",  # the data's own name in titles and the report; "" = "THINGS-fMRI", the RDM file's name, or SIMULATED
       cache_dir="~/.cache/brainalign",  # simulated demo data and prepared brain RDMs (prepared/brain-*.npz)
       simulation=ml_collections.ConfigDict(
         dict(  # used when source == "simulated"
@@ -253,10 +253,17 @@ def base_config() -> ml_collections.ConfigDict:
       # residuals, the reference code's; re-sorts every residual per resample: ~4x the rest of the bootstrap
       # on CPU) | "closed" (Pearson of the rank residuals, the textbook partial Spearman)
       partial_forms=("reference", "closed"),
-      # fixed layer per ROI: the study's Conv1->V1, Conv1->V2, Conv3->LOC, FC1->IT (study.md §3.4); V3 and hV4,
-      # which P1 did not map, go to conv2 (the intermediate stage between conv1 and conv3)
-      layer_for_roi=ml_collections.ConfigDict(
-        dict(V1="conv1", V2="conv1", V3="conv2", hV4="conv2", LOC="conv3", IT="fc1")
+      # fixed layer per ROI as (ROI, layer) pairs: the study's Conv1->V1, Conv1->V2, Conv3->LOC, FC1->IT
+      # (study.md §3.4); V3 and hV4, which P1 did not map, go to conv2 (between conv1 and conv3). An ROI that is
+      # not listed (e.g. of another data set) is compared with its best layer per seed. The command line takes
+      # "ROI:layer" strings: --config.stats.layer_for_roi='("hIT:fc1",)' (replaces the whole mapping)
+      layer_for_roi=(
+        ("V1", "conv1"),
+        ("V2", "conv1"),
+        ("V3", "conv2"),
+        ("hV4", "conv2"),
+        ("LOC", "conv3"),
+        ("IT", "fc1"),
       ),
     )
   )

@@ -107,8 +107,16 @@ def test_killed_run_resumes_and_gives_identical_results(uninterrupted, tmp_path,
   BP is not retrained, FA continues from its epoch-1 checkpoint (feedback kernels B, SGD momentum), PC and STDP
   train from scratch, and every result table equals the uninterrupted run's exactly. (Each rule's state
   round-trips bit-for-bit through a checkpoint: tests/test_checkpointing.py.)"""
-  with pytest.raises(pipeline.SimulatedInterruption, match="fa"):
-    pipeline.run(_tiny_demo(cache_dir), str(tmp_path), interrupt_after_epoch=2, interrupt_rule="fa")
+
+  class Killed(Exception):
+    pass
+
+  def kill_in_fa_epoch_2(rule, epoch):
+    if (rule, epoch) == ("fa", 2):
+      raise Killed(rule)
+
+  with pytest.raises(Killed, match="fa"):
+    pipeline.run(_tiny_demo(cache_dir), str(tmp_path), on_epoch=kill_in_fa_epoch_2)
   assert sorted(p.name for p in (tmp_path / "checkpoints" / "fa").iterdir() if p.name.isdigit()) == ["0", "1"]
   assert not (tmp_path / "features" / "fa" / "epoch_0002.npz").exists()
   assert not (tmp_path / "checkpoints" / "pc").exists() and not (tmp_path / "results" / "alignment.csv").exists()
@@ -143,7 +151,6 @@ def test_real_data_path_scores_match_scipy_on_fixture_files(tmp_path):
   c.data.source, c.data.normalization, c.data.num_test = "fashion_mnist_demo", "train_set", 100
   c.brain.betas_dir, c.brain.images_dir = str(fixture["betas_dir"]), str(tmp_path / "images")
   c.eval.resolutions = (32,)
-  c.save_rdms = True
   workdir = tmp_path / "run"
   pipeline.run(c, str(workdir))
   a = pd.read_csv(workdir / "results" / "alignment.csv")
@@ -153,10 +160,10 @@ def test_real_data_path_scores_match_scipy_on_fixture_files(tmp_path):
   with np.load(workdir / "features" / "random" / "epoch_0000.npz") as z:
     feats = {k: z[k] for k in z.files}
   layers = ("conv1", "conv2", "conv3", "fc1")
-  with np.load(workdir / "results" / "rdms" / "random_32px.npz") as z:  # the documented save_rdms format
-    assert z["rdms"].shape == (len(c.seeds), 1, 4, len(brain.stimuli) * (len(brain.stimuli) - 1) // 2)
+  with np.load(workdir / "rdms" / "random" / "32px.npz") as z:  # the documented model-RDM format
+    assert z["vectors"].shape == (len(c.seeds), 1, 4, len(brain.stimuli) * (len(brain.stimuli) - 1) // 2)
     assert tuple(z["stimuli"]) == brain.stimuli and tuple(z["layers"]) == layers
-    saved = z["rdms"][:, 0]  # [seeds, layers, pairs]
+    saved = z["vectors"][:, 0]  # [seeds, layers, pairs]
   for k in range(len(c.seeds)):
     for li, layer in enumerate(layers):
       np.testing.assert_allclose(

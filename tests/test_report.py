@@ -1,6 +1,10 @@
 """End to end: a tiny demo run, then `main.py --mode=report`'s step, checked against independent computations."""
 
+import json
 import pathlib
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -11,14 +15,17 @@ from rsatoolbox.inference import boot_noise_ceiling
 from rsatoolbox.rdm import RDMs
 from statsmodels.stats.multitest import multipletests
 
-from brainalign import pipeline, probe, report, stats
+from brainalign import pipeline, probe, provenance, report, rsa, stats
 from brainalign.data import images
 from configs import common, demo
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def reported(tmp_path_factory):
-  """The tiny demo shrunk further (three rules, 1 epoch, 32 px), then the report with B = 20."""
+  """The tiny demo shrunk further (three rules, 1 epoch, 32 px) with a non-default stats block (B = 17, 90 %
+  CIs), then the report called without any settings: it must use the run's own block."""
   root = tmp_path_factory.mktemp("report")
   c = demo.get_config("tiny")
   c.rules = ("random", "bp", "fa")  # 3 rule pairs per milestone: enough to exercise the families
@@ -28,9 +35,10 @@ def reported(tmp_path_factory):
   common.set_schedule_epochs(c, 1)
   c.eval.resolutions = (32,)
   c.eval.pair_sets = ("all", "cross_run")
+  c.stats.bootstrap_samples, c.stats.ci = 17, 0.9
   workdir = root / "run"
   pipeline.run(c, str(workdir))
-  tables = report.report(str(workdir), c.stats)
+  tables = report.report(str(workdir))
   return c, workdir, tables
 
 
@@ -49,11 +57,11 @@ def test_report_files_and_data_source(reported):
     assert set(df.pairs) == {"all", "cross_run"} and set(df.resolution) == {32}
     assert set(df[df.primary].pairs) == {"cross_run"}
   for fig in (
-    "v1_trajectory.png",
+    "trajectory_V1.png",
     "all_rois.png",
     "delta_r.png",
     "rdms.png",
-    "v1_trajectory_32px_all.png",
+    "trajectory_V1_32px_all.png",
     "all_rois_32px_all.png",
     "delta_r_32px_all.png",
   ):
@@ -87,10 +95,11 @@ def test_every_section_matches_alignment_csv_and_scipy(reported):
   scipy computation from the saved features (per-subject: mean of per-subject Spearman; mean-RDM:
   Spearman with the element-wise subject mean of the brain RDMs, P1 v1/v2).
 
-  Tolerance 5e-5: the pipeline, the report and scipy compute the model RDMs from float32 features along
-  different float paths (rsa_grid's Gram per cell, rdm_vectors, pdist in float64), which can reorder
-  near-tied dissimilarities; one swap of adjacent ranks moves rho by up to ~24 / P^2 ~ 4e-5 at P = 780
-  (observed differences: up to 8e-6). The conventions differ from each other by ~1e-2 here."""
+  The report's point estimates of the per-subject convention ARE the run's alignment.csv (so they agree to the
+  last bit, up to the order of the two means). Against scipy, tolerance 5e-5: scipy computes the model RDMs
+  from the float32 features in float64 (pdist), which can reorder near-tied dissimilarities; one swap of
+  adjacent ranks moves rho by up to ~24 / P^2 ~ 4e-5 at P = 780 (observed: up to 8e-6). The conventions differ
+  from each other by ~1e-2 here."""
   c, workdir, tables = reported
   _, brain, _ = probe.load_brain(c.brain)
   align = pd.read_csv(workdir / "results" / "alignment.csv")
@@ -105,7 +114,7 @@ def test_every_section_matches_alignment_csv_and_scipy(reported):
       & (align.pairs == row.pairs)
       & (align.resolution == row.resolution)
     ]
-    assert row.rho == pytest.approx(a.groupby("seed").rho.mean().mean(), abs=5e-5)
+    assert row.rho == pytest.approx(a.groupby("seed").rho.mean().mean(), abs=1e-12)
   for _, row in main[main.roi.isin(["V1", "IT"])].iterrows():
     per_subject, mean_rdm = _scipy_rsa(c, workdir, brain, row.rule, row.epoch, row.layer, row.roi, row.pairs)
     assert row.rho == pytest.approx(per_subject, abs=5e-5)
@@ -212,3 +221,63 @@ def test_missing_run_is_a_clear_error(tmp_path):
   c = demo.get_config("tiny")
   with pytest.raises(FileNotFoundError, match="finished run"):
     report.report(str(pathlib.Path(tmp_path)), c.stats)
+
+
+def test_report_uses_the_runs_stats_block_and_says_so(reported):
+  """Called without settings, the report used the run's non-default block (B = 17, 90 % CIs), and report.md
+  lists every setting as coming from the run."""
+  _, workdir, tables = reported
+  info = json.loads((workdir / "report" / "report_info.json").read_text())
+  assert info["settings"]["bootstrap_samples"] == 17 and info["settings"]["ci"] == 0.9 and info["overrides"] == {}
+  md = (workdir / "report" / "report.md").read_text()
+  assert "B = 17 resamples" in md and "90% percentile intervals" in md
+  assert "| `bootstrap_samples` | `17` | run |" in md
+
+
+def test_main_report_without_config_uses_the_run_block_and_applies_one_override(reported, tmp_path):
+  """`main.py --mode=report --workdir=W --config.stats.bootstrap_samples=3`: B is the override, every other
+  setting (here the 90 % CI) is the run's, and report.md says which came from where."""
+  _, workdir, _ = reported
+  copy = tmp_path / "run"
+  shutil.copytree(workdir, copy)
+  proc = subprocess.run(
+    [sys.executable, str(ROOT / "main.py"), "--mode=report", f"--workdir={copy}", "--config.stats.bootstrap_samples=3"],
+    capture_output=True,
+    text=True,
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  info = json.loads((copy / "report" / "report_info.json").read_text())
+  assert info["settings"]["bootstrap_samples"] == 3 and info["settings"]["ci"] == 0.9
+  assert info["overrides"] == {"bootstrap_samples": "override"}
+  md = (copy / "report" / "report.md").read_text()
+  assert "| `bootstrap_samples` | `3` | override |" in md and "| `ci` | `0.9` | run |" in md
+
+
+def test_report_never_recomputes_a_model_rdm(reported, tmp_path, monkeypatch):
+  """The report reads the run's stored model RDMs: every function that builds an RDM from features fails
+  if called, and the report still completes with the same main table."""
+  _, workdir, tables = reported
+  copy = tmp_path / "run"
+  shutil.copytree(workdir, copy)
+
+  def forbidden(*args, **kwargs):
+    raise AssertionError("the report recomputed a model RDM from features")
+
+  for name in ("rdm_vectors", "rdm", "model_rdms", "rsa_grid"):
+    monkeypatch.setattr(rsa, name, forbidden)
+  again = report.report(str(copy))
+  pd.testing.assert_frame_equal(again["main"], tables["main"])
+
+
+def test_report_refuses_files_that_do_not_match_the_run(reported, tmp_path):
+  """A model-RDM file from another run (other fingerprint) in the workdir is refused, naming the file."""
+  _, workdir, _ = reported
+  copy = tmp_path / "run"
+  shutil.copytree(workdir, copy)
+  path = copy / "rdms" / "bp" / "32px.npz"
+  with np.load(path) as z:
+    arrays = {k: z[k] for k in z.files}
+  arrays["fingerprint"] = np.asarray("0123456789abcdef")
+  np.savez(path, **arrays)
+  with pytest.raises(provenance.ProvenanceError, match=r"rdms/bp/32px\.npz"):
+    report.report(str(copy))

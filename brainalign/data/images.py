@@ -9,6 +9,7 @@ when shrinking, as torchvision's Resize on PIL images) -> centre crop R x R -> [
 training set's per-channel mean and std.
 """
 
+import io
 import os
 import pathlib
 from collections.abc import Sequence
@@ -77,16 +78,35 @@ def resize_shorter_and_crop(image: Image.Image, size: int) -> Image.Image:
   return image.crop((left, top, left + size, top + size))
 
 
-def load_images(paths: Sequence[os.PathLike], size: int) -> np.ndarray:
-  """Reads and transforms images to float32 [n, size, size, 3] in [0, 1] (not yet normalised)."""
-  out = np.empty((len(paths), size, size, 3), np.float32)
-  for k, p in enumerate(paths):  # host-side I/O, once per run and resolution
+def read_image_files(paths: Sequence[os.PathLike]) -> list[bytes]:
+  """The encoded bytes of each image file [n] (read once; decoded per resolution by `decode_images`)."""
+  out = []
+  for p in paths:  # host-side I/O, once per run
     try:
-      with Image.open(p) as im:
-        out[k] = np.asarray(resize_shorter_and_crop(im.convert("RGB"), size), np.float32) / 255.0
+      out.append(pathlib.Path(p).read_bytes())
     except OSError as e:
       raise OSError(f"Cannot read stimulus image {p}: {e}") from e
   return out
+
+
+def decode_images(blobs: Sequence[bytes], size: int, names: Sequence[str] | None = None) -> np.ndarray:
+  """Decodes and transforms encoded images to float32 [n, size, size, 3] in [0, 1] (not yet normalised).
+
+  names: [n] file names for error messages (default: the position)."""
+  out = np.empty((len(blobs), size, size, 3), np.float32)
+  for k, blob in enumerate(blobs):
+    try:
+      with Image.open(io.BytesIO(blob)) as im:
+        out[k] = np.asarray(resize_shorter_and_crop(im.convert("RGB"), size), np.float32) / 255.0
+    except OSError as e:
+      where = names[k] if names is not None else f"#{k}"
+      raise OSError(f"Cannot decode stimulus image {where}: {e}") from e
+  return out
+
+
+def load_images(paths: Sequence[os.PathLike], size: int) -> np.ndarray:
+  """Reads and transforms images to float32 [n, size, size, 3] in [0, 1] (not yet normalised)."""
+  return decode_images(read_image_files(paths), size, [str(p) for p in paths])
 
 
 def normalize(images: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:

@@ -32,6 +32,7 @@ With ``config.brain.prepared="auto"`` (default) a missing cache is built and wri
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -45,6 +46,7 @@ from absl import logging
 
 from brainalign import io
 from brainalign.data import things
+from brainalign.data.brain import BrainData
 
 __all__ = [
   "CACHE_VERSION",
@@ -138,7 +140,7 @@ def cache_path(cache_dir: str | os.PathLike, settings: dict) -> pathlib.Path:
   return pathlib.Path(cache_dir).expanduser().resolve() / "prepared" / f"brain-{key}.npz"
 
 
-def build_brain(settings: dict, *, progress: bool = False) -> tuple[things.BrainData, list[dict]]:
+def build_brain(settings: dict, *, progress: bool = False) -> tuple[BrainData, list[dict]]:
   """Reads the source files (the slow part) and returns the BrainData and the files' manifest.
 
   The manifest is taken before reading and compared after: a file that changes while it is read is an
@@ -162,7 +164,7 @@ def build_brain(settings: dict, *, progress: bool = False) -> tuple[things.Brain
   return brain, before
 
 
-def save_cache(path: str | os.PathLike, brain: things.BrainData, settings: dict, manifest: list[dict]) -> None:
+def save_cache(path: str | os.PathLike, brain: BrainData, settings: dict, manifest: list[dict]) -> None:
   """Writes the cache file atomically (see the module docstring for its content)."""
   meta = {
     "settings": settings,
@@ -211,7 +213,7 @@ def _stale_reasons(manifest: list[dict], current: list[pathlib.Path]) -> list[st
   return reasons
 
 
-def load_cache(path: str | os.PathLike, settings: dict) -> things.BrainData:
+def load_cache(path: str | os.PathLike, settings: dict) -> BrainData:
   """Reads a cache file and checks it against ``settings`` and the current source files.
 
   Raises:
@@ -255,7 +257,7 @@ def load_cache(path: str | os.PathLike, settings: dict) -> things.BrainData:
       exemplars=arrays["stimuli"],
       exemplar_items=np.arange(len(arrays["stimuli"]), dtype=np.int64),
     )
-  return things.BrainData(
+  return BrainData(
     trial_runs=arrays["trial_runs"],
     exemplars=tuple(arrays["exemplars"].tolist()),
     exemplar_items=arrays["exemplar_items"],
@@ -266,14 +268,18 @@ def load_cache(path: str | os.PathLike, settings: dict) -> things.BrainData:
     concepts=tuple(arrays["concepts"].tolist()),
     runs=arrays["runs"],
     n_voxels=arrays["n_voxels"],
-    source=meta["source"] + f" [prepared cache {path}]",
+    source=_cached_source(meta["source"], path),
     preparation=meta["preparation"],
   )
 
 
+def _cached_source(source: str, path: pathlib.Path) -> str:
+  return source + f" [prepared cache {path}]"
+
+
 def prepare(
   brain_config: Any, betas_dir: str | os.PathLike, *, progress: bool = True
-) -> tuple[pathlib.Path, things.BrainData]:
+) -> tuple[pathlib.Path, BrainData]:
   """Always (re)builds the cache for ``config.brain`` from the files in ``betas_dir``; returns its path."""
   settings = brain_settings(brain_config, betas_dir)
   path = cache_path(brain_config.cache_dir, settings)
@@ -285,7 +291,7 @@ def prepare(
   return path, brain
 
 
-def load_brain(brain_config: Any, betas_dir: str | os.PathLike, *, rebuild_stale: bool = False) -> things.BrainData:
+def load_brain(brain_config: Any, betas_dir: str | os.PathLike, *, rebuild_stale: bool = False) -> BrainData:
   """Brain RDMs for ``config.brain``: from the valid cache, else per ``config.brain.prepared``.
 
   ``auto``: use a valid cache; build and write it when there is none; refuse a stale one.
@@ -317,4 +323,4 @@ def load_brain(brain_config: Any, betas_dir: str | os.PathLike, *, rebuild_stale
   logging.info("No prepared cache for these settings yet: reading the source files once and writing %s", path)
   brain, manifest = build_brain(settings)
   save_cache(path, brain, settings, manifest)
-  return brain
+  return dataclasses.replace(brain, source=_cached_source(brain.source, path))  # as a later run reads it

@@ -16,7 +16,8 @@ Formats (chosen by the file's suffix):
   ``name`` (``'ROI | SUBJECT | Session: k'``: ``' | '``-separated; the first part is the ROI, the second
   the subject, the rest e.g. the session). Entries with the same ROI and subject (several sessions)
   are averaged element-wise (``sessions="average"``) or kept as separate subjects named
-  ``'SUBJECT | rest'`` (``sessions="separate"``). A name without ``|`` is a ROI of subject ``'all'``.
+  ``'SUBJECT | rest'`` (``sessions="separate"``; ``BrainData.subject_groups`` then names each RDM's subject, so
+  analyses pool the sessions per subject). A name without ``|`` is a ROI of subject ``'all'``.
 * rsatoolbox's saved ``RDMs`` (``.hdf5``/``.h5``/``.pkl``, read with ``rsatoolbox.rdm.load_rdm``;
   optional, only if rsatoolbox is importable): ``dissimilarities [n_rdm, P]``; the subject and ROI of
   each RDM come from its ``rdm_descriptors`` (keys ``subject_key``, ``roi_key``); the stimulus names may
@@ -35,7 +36,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from brainalign.data.things import BrainData
+from brainalign.data.brain import BrainData
 
 __all__ = ["RdmFormatError", "read_stimulus_list", "load_rdms", "SESSION_MODES"]
 
@@ -165,6 +166,7 @@ def _load_mat(path: pathlib.Path, sessions: str):
       f"{path}: 'RDMs' must be a struct array with fields 'RDM' and 'name', got fields {st.dtype.names}"
     )
   groups: dict[tuple[str, str], list[np.ndarray]] = {}
+  subject_group: dict[str, str] = {}
   subjects, rois = [], []
   for k, entry in enumerate(st.ravel(order="F")):  # MATLAB's linear (column-major) order
     name_field = np.asarray(entry["name"]).ravel()
@@ -174,8 +176,10 @@ def _load_mat(path: pathlib.Path, sessions: str):
       raise RdmFormatError(f"{path}: RDMs({k + 1}).name is empty; expected 'ROI | SUBJECT | …'")
     roi = parts[0]
     subject = parts[1] if len(parts) > 1 and parts[1] else "all"
+    group = subject
     if sessions == "separate" and len(parts) > 2:
       subject = " | ".join([subject, *parts[2:]])
+    subject_group[subject] = group
     vec = _to_vector(entry["RDM"], f"{path}: RDMs({k + 1}).RDM (name {name!r})")
     groups.setdefault((subject, roi), []).append(vec)
     if subject not in subjects:
@@ -189,7 +193,7 @@ def _load_mat(path: pathlib.Path, sessions: str):
     if sessions == "separate" and len(vecs) > 1:
       raise RdmFormatError(f"{path}: {len(vecs)} RDMs share the name of {key}; cannot keep them separate")
     entries[key] = np.mean(vecs, axis=0)
-  return entries, subjects, rois, None, None
+  return entries, subjects, rois, None, None, subject_group
 
 
 def _load_rsatoolbox(path: pathlib.Path, subject_key: str, roi_key: str, stimulus_key: str):
@@ -272,10 +276,11 @@ def load_rdms(
   if sessions not in SESSION_MODES:
     raise ValueError(f"sessions must be one of {SESSION_MODES}, got {sessions!r}")
   suffix = path.suffix.lower()
+  subject_group: dict[str, str] = {}
   if suffix == ".npz":
     entries, subs, rs, stimuli, runs = _load_npz(path)
   elif suffix == ".mat":
-    entries, subs, rs, stimuli, runs = _load_mat(path, sessions)
+    entries, subs, rs, stimuli, runs, subject_group = _load_mat(path, sessions)
   elif suffix in (".hdf5", ".h5", ".pkl"):
     entries, subs, rs, stimuli, runs = _load_rsatoolbox(path, subject_key, roi_key, stimulus_key)
   else:
@@ -318,7 +323,9 @@ def load_rdms(
       if runs[subject].shape != (n,):
         raise RdmFormatError(f"{path}: runs of {subject} have shape {runs[subject].shape}; expected ({n},)")
       run_arr[s] = runs[subject]
+  groups = tuple(subject_group.get(s, s) for s in subs)
   return BrainData(
+    subject_groups=groups if groups != tuple(subs) else None,
     rdm_vectors=out,
     subjects=tuple(subs),
     rois=tuple(rs),

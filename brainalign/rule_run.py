@@ -1,0 +1,204 @@
+"""Training one rule for all seeds: checkpoints and features at the milestones, resumable after a kill.
+
+`setup` builds the model and the rule from the config (cheap, no training); `train_and_extract` restores the
+latest checkpoint, trains the remaining epochs (seeds vmapped, one jitted step), writes a log per epoch, and at
+every milestone saves the checkpoint and the readout features. All randomness derives from the seeds
+(brainalign.train), so a resumed run replays exactly the computation of an uninterrupted one.
+"""
+
+import dataclasses
+import functools
+import pathlib
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from tqdm import tqdm
+
+from brainalign import checkpointing, features, io, models, rules, store, train
+from brainalign.data import training_sets
+from brainalign.errors import ConfigError
+from brainalign.types import LearningRule
+
+
+@dataclasses.dataclass(frozen=True)
+class RuleSetup:
+  """A rule ready to train: its model, its (init, update) pair, and the epochs it visits."""
+
+  name: str
+  model: models.CNN
+  rule: LearningRule
+  steps_per_epoch: int
+  num_epochs: int  # 0 for a rule that never trains
+  milestones: tuple[int, ...]  # epochs with a checkpoint and features (0 always; only 0 if it never trains)
+
+
+def setup(config: Any, name: str, training: training_sets.TrainingSet) -> RuleSetup:
+  """Model and rule of `config.rule_configs[name]`, and its milestones (no arrays are created)."""
+  rc = config.rule_configs[name]
+  model = models.create_model(config.model, conv_init=rc.conv_init, conv_bias=rc.conv_bias, pre_bn_relu=rc.pre_bn_relu)
+  steps_per_epoch = training.num_train // config.train.batch_size
+  rule = rules.create(name, model, rc, steps_per_epoch=max(steps_per_epoch, 1))
+  num_epochs = int(config.train.num_epochs)
+  milestones = tuple(sorted({int(m) for m in config.train.milestones} | {0}))
+  if not rule.trains:
+    milestones, num_epochs = (0,), 0
+  elif steps_per_epoch < 1:
+    raise ConfigError(
+      f"config.train.batch_size={config.train.batch_size} exceeds the {training.num_train} training images; "
+      "expected a batch size of at most config.data.num_train"
+    )
+  elif max(milestones) > num_epochs:
+    raise ConfigError(
+      f"config.train.milestones {list(milestones)} go beyond config.train.num_epochs={num_epochs}; expected "
+      "milestones between 0 and num_epochs"
+    )
+  return RuleSetup(name, model, rule, steps_per_epoch, num_epochs, milestones)
+
+
+def _wants_diagnostics(rule_config: Any) -> bool:
+  """rule_configs.<rule>.diagnostics, or .<variant>.diagnostics for rules with per-variant blocks (pc)."""
+  variant = rule_config.get("variant")
+  block = rule_config.get(variant) if isinstance(variant, str) else None
+  return bool(rule_config.get("diagnostics", False) or (block is not None and block.get("diagnostics", False)))
+
+
+def _check_finite(metrics: dict, rule: str, epoch: int, seeds) -> None:
+  for k, v in metrics.items():
+    bad = ~np.isfinite(np.asarray(v))
+    if bad.any():
+      raise FloatingPointError(
+        f"rule {rule!r}, epoch {epoch}: metric {k!r} is not finite for seed(s) "
+        f"{[s for s, b in zip(seeds, bad) if b]}; lower the learning rate or check the data"
+      )
+
+
+def _restore_or_init(su: RuleSetup, seeds: list, training, manager) -> tuple[Any, int]:
+  init = jax.jit(
+    jax.vmap(
+      functools.partial(train.create_train_state, model=su.model, rule=su.rule, image_shape=training.image_shape)
+    )
+  )
+  state = init(jnp.asarray(train.seed_key_data(seeds)))
+  restored, state = checkpointing.restore_latest(manager, state)
+  if restored is None:
+    checkpointing.save(manager, 0, state)
+    return state, 0
+  start = int(restored)
+  if start > su.num_epochs:
+    raise checkpointing.CheckpointError(
+      f"{manager.directory} holds epoch {start} > train.num_epochs={su.num_epochs}", hint="use a new --workdir"
+    )
+  logging.info("Rule %s: resumed from the epoch-%d checkpoint in %s", su.name, start, manager.directory)
+  return state, start
+
+
+def _epoch_runner(config: Any, su: RuleSetup, training) -> Callable:
+  make_step = functools.partial(
+    train.make_train_step,
+    su.model,
+    su.rule,
+    batch_size=config.train.batch_size,
+    steps_per_epoch=su.steps_per_epoch,
+    mean=training.mean,
+    std=training.std,
+    pad=config.train.augment_pad,
+    flip=config.train.augment_flip,
+  )
+  # the rule's costly diagnostics (angles/cosines to the true gradient) on the last step of each epoch only
+  last_step = make_step(diagnose=True) if _wants_diagnostics(config.rule_configs[su.name]) else None
+  return train.make_epoch_runner(
+    make_step(),
+    steps_per_epoch=su.steps_per_epoch,
+    per_seed_data=training.per_seed,
+    driver=config.train.epoch_driver,
+    last_step=last_step,
+  )
+
+
+def train_and_extract(
+  config: Any,
+  su: RuleSetup,
+  workdir: pathlib.Path,
+  training: training_sets.TrainingSet,
+  probe_set: Any,
+  *,
+  fingerprints: dict,
+  on_epoch: Callable[[str, int], None] | None = None,
+) -> dict:
+  """Trains one rule (resuming from its latest checkpoint) and saves features at every milestone.
+
+  fingerprints: {"train": ..., "features": ...} embedded in the logs and feature files.
+  on_epoch: called as on_epoch(rule, epoch) after each trained epoch's log and before its checkpoint (tests
+  use it to interrupt a run at a known point).
+  Returns {"epochs_trained": int, "features_extracted": int} (what this call computed, not what it reused).
+  """
+  seeds = [int(s) for s in config.seeds]
+  logging.info("Rule %s: %s", su.name, su.rule.description)
+  manager = checkpointing.create_manager(workdir / "checkpoints" / su.name)
+  state, start = _restore_or_init(su, seeds, training, manager)
+  test_acc = train.make_test_accuracy(su.model, mean=training.mean, std=training.std, logits_fn=su.rule.logits)
+  extract = features.make_extractor(
+    su.model, bn_mode=config.eval.bn_mode, batch_size=config.eval.batch_size, rule_features=su.rule.features
+  )
+  done = {"epochs_trained": 0, "features_extracted": 0}
+
+  def log_epoch(epoch, st, metrics):
+    acc = test_acc(st, training.test_images, training.test_labels)
+    record = {
+      "epoch": epoch,
+      "seeds": seeds,
+      "rule_description": su.rule.description,
+      "fingerprint": fingerprints["train"],
+      "test_accuracy": acc.tolist(),
+      **{k: np.asarray(v).tolist() for k, v in metrics.items()},
+    }
+    io.write_json(record, store.log_path(workdir, su.name, epoch))
+
+  def save_features(epoch, st):
+    arrays = {}
+    for res, imgs in probe_set.images.items():  # exemplar means for concept_mean (segments)
+      for layer, f in extract(st.params, st.batch_stats, imgs, st.rule_state, segments=probe_set.segments).items():
+        arrays[f"{res}px/{layer}"] = f.astype(np.float32)
+    io.write_npz(
+      store.feature_path(workdir, su.name, epoch), fingerprint=np.asarray(fingerprints["features"]), **arrays
+    )
+    done["features_extracted"] += 1
+
+  # milestones already checkpointed but whose features were lost (killed in between): redo from checkpoint
+  for m in su.milestones:
+    if m <= start and not store.feature_path(workdir, su.name, m).exists():
+      save_features(m, state if m == start else checkpointing.restore_epoch(manager, m, state))
+  if start == 0 and not store.log_path(workdir, su.name, 0).exists():
+    log_epoch(0, state, {"loss": [np.nan] * len(seeds), "accuracy": [np.nan] * len(seeds)})
+
+  if su.num_epochs > start:
+    run_epoch = _epoch_runner(config, su, training)
+    images_dev = jax.device_put(training.train_images)  # [N, H, W, 3], or [S, N, H, W, 3] per seed
+    labels_dev = jax.device_put(training.train_labels)
+    bar = tqdm(
+      range(start + 1, su.num_epochs + 1),
+      desc=f"{su.name} ({len(seeds)} seeds)",
+      unit="epoch",
+      initial=start,
+      total=su.num_epochs,
+      disable=None,
+    )
+    for epoch in bar:
+      state, metrics = run_epoch(state, images_dev, labels_dev)
+      done["epochs_trained"] += 1
+      _check_finite(metrics, su.name, epoch, seeds)
+      log_epoch(epoch, state, metrics)
+      bar.set_postfix(loss=f"{np.mean(metrics['loss']):.3f}", acc=f"{np.mean(metrics['accuracy']):.3f}")
+      if on_epoch is not None:
+        manager.wait_until_finished()
+        on_epoch(su.name, epoch)
+      if epoch in su.milestones:
+        checkpointing.save(manager, epoch, state)
+        save_features(epoch, state)
+  manager.wait_until_finished()
+  manager.close()
+  return done
