@@ -240,6 +240,10 @@ def _builder_class():
   class Cifar10(cifar.Cifar10, skip_registration=True):
     """The real builder (name cifar10, version, features, metadata, shuffling, writer); examples from an archive."""
 
+    __module__ = "brainalign.data.cifar10"  # dataset_info.json's moduleName, also under `python -m`
+    # No download, so no checksums file. Also keeps tfds 4.9.10 off its code_path lookup, which imports
+    # importlib_resources (not a declared dependency on Python >= 3.9) for builders defined in a package.
+    code_path = None
     arrays: CifarArrays | None = None
 
     def _split_generators(self, dl_manager):
@@ -268,9 +272,9 @@ def write_tfds(arrays: CifarArrays, data_dir: str | pathlib.Path, *, num_shards:
   Raises:
     FileExistsError: <data_dir>/cifar10/3.0.2 exists already (in any format); it is never overwritten.
   """
-  from brainalign.data.training_sets import _import_tfds
+  from brainalign.data.tfds_source import import_tfds
 
-  tfds = _import_tfds()
+  tfds = import_tfds()
   root = pathlib.Path(data_dir).expanduser().resolve()
   target = root / "cifar10" / VERSION
   if target.exists():
@@ -325,9 +329,9 @@ def main(argv: list[str] | None = None) -> int:
       path = write_npz(arrays, args.npz)
       print(f"Wrote CIFAR-10 ({n}) to {path}. Train with: --config.data.source=npz --config.data.path={path}")
     if args.data_dir:
-      from brainalign.data.training_sets import _import_tfds
+      from brainalign.data.tfds_source import import_tfds
 
-      _import_tfds().disable_progress_bar()
+      import_tfds().disable_progress_bar()
       target = write_tfds(arrays, args.data_dir, num_shards=args.num_shards)
       print(
         f"Wrote CIFAR-10 ({n}) to {target}. Train with: --config.data.source=cifar10_tfds "
