@@ -34,8 +34,8 @@ sharding and array_record writer; only the examples come from the local archive,
     features.json      FeaturesDict {id: Text, image: Image(shape [32, 32, 3], dtype uint8), label:
         ClassLabel(numClasses 10)}.
     label.labels.txt   the archive's 10 class names, one a line (airplane, automobile, ..., truck).
-    cifar10-<split>.array_record-<k>-of-<n>: shard k of n (5 digits each; n = 1 for real CIFAR-10, tfds' rule:
-        the largest power of two <= 512 keeping shards >= 64 MiB). Each record is a serialized tf.train.Example
+    cifar10-<split>.array_record-<k>-of-<n>: shard k of n (5 digits each; tfds' rule: n = 1 below 128 MiB of
+        records, else the largest power of two <= 512 keeping shards >= 64 MiB). Each record is a tf.train.Example
         with the features "id" (bytes_list: b"train_00499" = original training image 499; b"test_00007"),
         "image" (bytes_list: one PNG file, 8-bit RGB, 32 x 32) and "label" (int64_list: the class, 0..9).
   Record order (tfds' shuffle): sorted by int(md5(split name + str(original index)).hexdigest(), 16), then cut
@@ -265,9 +265,9 @@ def _builder_class():
 def write_tfds(arrays: CifarArrays, data_dir: str | pathlib.Path, *, num_shards: int | None = None) -> pathlib.Path:
   """Writes `arrays` (original order) as tfds' cifar10 3.0.2 in array_record format; returns <data_dir>/cifar10/3.0.2.
 
-  num_shards: shards per split; None = tfds' own rule (the largest power of two <= 512 that keeps shards above
-  64 MiB, 1 below 128 MiB: real CIFAR-10 gets one shard per split). tfds writes into a temporary
-  `incomplete.*` folder and renames it when done, so an interrupted run leaves no half-written dataset.
+  num_shards: shards per split; None = tfds' own rule (1 below 128 MiB of records, else the largest power of two
+  <= 512 that keeps shards above 64 MiB). tfds writes into a temporary `incomplete.*` folder and renames it when
+  done, so an interrupted run leaves no half-written dataset.
 
   Raises:
     FileExistsError: <data_dir>/cifar10/3.0.2 exists already (in any format); it is never overwritten.
