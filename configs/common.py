@@ -151,8 +151,9 @@ def base_config() -> ml_collections.ConfigDict:
     dict(
       source="cifar10_tfds",  # "fashion_mnist_demo" | "npz" | "cifar10_tfds"
       path="",  # for source="npz"
-      # source="cifar10_tfds": where `tfds build cifar10 --file_format array_record` put it (README.md); read
-      # without TensorFlow (requirements-paper.txt), never downloaded
+      # source="cifar10_tfds": tfds' cifar10 (array_record), written there from the CIFAR-10 archive by
+      # `python -m brainalign.data.cifar10` (docs/cifar10.md); read without TensorFlow (requirements-paper.txt),
+      # never downloaded; indices in the original CIFAR-10 order
       tfds_data_dir="~/tensorflow_datasets",
       num_train=8000,  # random subset of the training set, per seed (see subset)
       # "per_seed" (default; P3's script): seed s trains on its own subset, numpy default_rng(s);

@@ -2,7 +2,7 @@
 
   python main.py --config=configs/paper.py --workdir=runs/paper \
       --config.brain.betas_dir=/data/things/betas_csv --config.brain.images_dir=/data/things/images \
-      --config.data.tfds_data_dir=~/tensorflow_datasets     # CIFAR-10 prepared once with tfds (README.md)
+      --config.data.tfds_data_dir=~/tensorflow_datasets  # written once by python -m brainalign.data.cifar10
   (or --config.data.source=npz --config.data.path=/data/cifar10.npz)
 
 5 seeds (42, 123, 456, 789, 1337), 40 epochs, milestones 0, 1, 2, 5, 10, 20, 30, 40; CIFAR-10 subset of

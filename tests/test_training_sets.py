@@ -1,11 +1,12 @@
 """Training data: the 8,000-image subset per seed or shared (study.md §4.0), and CIFAR-10 through TFDS.
 
 Oracles: numpy permutations drawn here from the documented seeds, arrays built here (PNG-encoded with Pillow),
-and jax runs of each seed alone on its own images. tensorflow-datasets is NOT needed: its API is replaced by
-small fakes where the tfds path is exercised (the last test uses the real package when it is installed).
+hashlib, and jax runs of each seed alone on its own images. tensorflow-datasets is NOT needed here: its API is
+replaced by small fakes; tests/test_cifar10.py runs the real package on datasets in the real builder's layout.
 """
 
 import functools
+import hashlib
 import io
 import sys
 import types
@@ -68,7 +69,8 @@ def test_per_seed_subsets_are_drawn_from_each_seed_and_reproducible():
 def test_load_training_set_per_seed_and_shared_on_the_demo_bundle():
   """per_seed: train_images [S, N, 32, 32, 3] with row s = the bundle images at seed s's indices (oracle:
   numpy draw + padding by hand); shared: the subset of subset_seed (the convention before this option);
-  the test subset is the same under both; train_set normalisation pools all seeds' images."""
+  the test subset is the same under both; train_set normalisation pools all seeds' images; test_indices and
+  source_info (sha256 by hashlib) are recorded."""
   bundle = ts.load_demo_bundle()
   n_total = len(bundle["train_images"])
   padded = np.zeros((n_total, 32, 32, 3), np.uint8)
@@ -98,6 +100,22 @@ def test_load_training_set_per_seed_and_shared_on_the_demo_bundle():
   np.testing.assert_array_equal(shared.train_images, padded[want_tr])
   for t in (shared, per):
     np.testing.assert_array_equal(t.test_labels, bundle["test_labels"][want_te])
+    np.testing.assert_array_equal(t.test_indices, want_te)
+    assert t.source_info == {
+      "source": "fashion_mnist_demo",
+      "name": "fashion_mnist_demo",
+      "version": None,
+      "format": "npz",
+      "path": str(ts.DEMO_BUNDLE),
+      "order": "the bundle's order",
+      "files": {
+        ts.DEMO_BUNDLE.name: {
+          "size": ts.DEMO_BUNDLE.stat().st_size,
+          "sha256": hashlib.sha256(ts.DEMO_BUNDLE.read_bytes()).hexdigest(),
+        }
+      },
+    }
+  np.testing.assert_array_equal(shared.train_indices, want_tr)
   np.testing.assert_array_equal(per.test_images, shared.test_images)
   cfg.subset = "sometimes"
   with pytest.raises(ValueError, match="data.subset must be one of"):
@@ -189,41 +207,59 @@ def test_records_to_arrays_decodes_png_bytes_and_takes_arrays():
 
 
 class _FakeSource:
-  """Stands in for tfds' ArrayRecordDataSource: len() and __getitems__(indices) -> records (PNG-encoded)."""
+  """Stands in for tfds' ArrayRecordDataSource: len() and __getitems__(positions) -> records, stored in `order`
+  (record k holds original image order[k], id b"<split>_<order[k]>"); PNG-encoded images."""
 
-  def __init__(self, images, labels):
-    self.images, self.labels, self.requested = images, labels, []
+  def __init__(self, images, labels, split, order):
+    self.images, self.labels, self.split, self.order, self.requested = images, labels, split, order, []
 
   def __len__(self):
     return len(self.images)
 
-  def __getitems__(self, idx):
-    self.requested.extend(idx)
-    return [{"image": self.images[i], "label": int(self.labels[i]), "id": b"x"} for i in idx]
+  def __getitems__(self, positions):
+    self.requested.extend(positions)
+    return [
+      {"image": self.images[self.order[k]], "label": int(self.labels[self.order[k]]), "id": self._id(k)}
+      for k in positions
+    ]
+
+  def _id(self, k):
+    return f"{self.split}_{self.order[k]:05d}".encode()
 
 
-def _fake_tfds(monkeypatch, *, prepared=True, file_format="array_record", sources=None):
-  """Installs a fake `tensorflow_datasets` module whose builder never downloads (download_and_prepare fails)."""
+def _fake_tfds(monkeypatch, folder, *, prepared=True, file_format="array_record", sources=None):
+  """Installs a fake `tensorflow_datasets` whose builder never downloads (download_and_prepare fails) and keeps its
+  data set in `folder`; as_data_source(split, decoders=...) gives sources[split], a fresh id-only view with decoders."""
   calls = {}
+  folder.mkdir(parents=True, exist_ok=True)
+  (folder / "dataset_info.json").write_text("{}")
 
   class Builder:
     version = "3.0.2"
 
     def __init__(self, name, data_dir):
       calls["builder"] = (name, data_dir)
-      self.data_dir = f"{data_dir}/{name}/3.0.2"
-      self.info = types.SimpleNamespace(file_format=types.SimpleNamespace(value=file_format))
+      self.data_dir = str(folder)
+      splits = {k: None for k in (sources or {})}
+      self.info = types.SimpleNamespace(file_format=types.SimpleNamespace(value=file_format), splits=splits)
 
     def is_prepared(self):
       return prepared
 
-    def as_data_source(self):
-      return sources
+    def as_data_source(self, split, decoders=None):
+      src = sources[split]
+      if decoders is None:
+        return src
+      assert list(decoders) == ["image"]  # the id pass skips image decoding
+      return _FakeSource(src.images, src.labels, src.split, src.order)
 
     def download_and_prepare(self, *a, **k):
       raise AssertionError("brainalign must never download")
 
-  fake = types.SimpleNamespace(builder=lambda name, data_dir=None, **k: Builder(name, data_dir))
+  fake = types.SimpleNamespace(
+    builder=lambda name, data_dir=None, **k: Builder(name, data_dir),
+    decode=types.SimpleNamespace(SkipDecoding=lambda: "skip"),
+  )
   monkeypatch.setitem(sys.modules, "tensorflow_datasets", fake)
   return calls
 
@@ -236,36 +272,44 @@ def test_tfds_missing_package_is_a_clear_error(monkeypatch):
 
 
 def test_tfds_not_prepared_is_an_error_saying_how_to_prepare(monkeypatch, tmp_path):
-  """A data dir without prepared CIFAR-10: error naming the folder and the tfds build command; no download;
-  a tfrecord-prepared copy (tfds build's default format, unreadable without TensorFlow) is refused too."""
-  calls = _fake_tfds(monkeypatch, prepared=False)
-  with pytest.raises(
-    FileNotFoundError,
-    match=(
-      r"(?s)cifar10 is not prepared in data\.tfds_data_dir=.*mydir.*never "
-      r"downloads.*tfds build cifar10 --data_dir .*mydir --file_format "
-      r"array_record"
-    ),
-  ):
-    ts.load_training_set(_data_config(source="cifar10_tfds", tfds_data_dir=str(tmp_path / "mydir")), seeds=(1,))
-  assert calls["builder"] == ("cifar10", str(tmp_path / "mydir"))
-  _fake_tfds(monkeypatch, prepared=True, file_format="tfrecord")
-  with pytest.raises(ValueError, match=r"(?s)'tfrecord' format.*array_record or parquet.*tfds build cifar10"):
-    ts.load_training_set(_data_config(source="cifar10_tfds", tfds_data_dir=str(tmp_path)), seeds=(1,))
+  """A data dir without CIFAR-10: error naming the folder and the converter command for it; no download; a
+  tfrecord copy (tfds build's default format, unreadable without TensorFlow) is refused with a NEW folder in both
+  the command and the flag (tests/test_cifar10.py checks both with the real tfds)."""
+  calls = _fake_tfds(monkeypatch, tmp_path / "ds", prepared=False)
+  mydir = tmp_path / "mydir"
+  with pytest.raises(FileNotFoundError) as e:
+    ts.load_training_set(_data_config(source="cifar10_tfds", tfds_data_dir=str(mydir)), seeds=(1,))
+  assert f"cifar10 is not prepared in data.tfds_data_dir={str(mydir)!r}" in str(e.value)
+  assert "never downloads" in str(e.value)
+  assert f"\n  .venv/bin/python -m brainalign.data.cifar10 --archive=cifar-10-python.tar.gz --data_dir={mydir}\n" in (
+    str(e.value)
+  )
+  assert f"then run with --config.data.tfds_data_dir={mydir} " in str(e.value)
+  assert calls["builder"] == ("cifar10", str(mydir))
+  _fake_tfds(monkeypatch, tmp_path / "ds", prepared=True, file_format="tfrecord")
+  with pytest.raises(ValueError) as e:
+    ts.load_training_set(_data_config(source="cifar10_tfds", tfds_data_dir=str(mydir)), seeds=(1,))
+  new = tmp_path / "mydir_array_record"
+  assert "in the 'tfrecord' format, which only TensorFlow reads; brainalign reads array_record or parquet" in (
+    str(e.value)
+  )
+  assert f"--data_dir={new}\n" in str(e.value) and f"--config.data.tfds_data_dir={new} " in str(e.value)
+  assert f"={mydir}\n" not in str(e.value) and f"={mydir} " not in str(e.value)
 
 
-def test_tfds_source_reads_only_the_drawn_records(monkeypatch, tmp_path):
-  """Through a fake prepared data source: per-seed train images equal the source's records at numpy's indices,
-  the test subset is the subset_seed draw, only the needed records are read (each once), and '~' in the
-  data dir is expanded."""
+def test_tfds_source_maps_ids_to_the_original_order_and_reads_only_the_drawn_records(monkeypatch, tmp_path):
+  """Through a fake data source storing records in a shuffled order: per-seed train images equal the ORIGINAL
+  arrays at numpy's indices (not the stored records at those positions), the test subset is the subset_seed
+  draw, only the needed records are decoded (each once), and '~' in the data dir is expanded."""
   rng = np.random.default_rng(1)
   tr_img, te_img = (rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8) for n in (120, 40))
   tr_lab, te_lab = rng.integers(0, 10, 120), rng.integers(0, 10, 40)
+  order = {"train": rng.permutation(120), "test": rng.permutation(40)}
   sources = {
-    "train": _FakeSource([_png(x) for x in tr_img], tr_lab),
-    "test": _FakeSource([_png(x) for x in te_img], te_lab),
+    "train": _FakeSource([_png(x) for x in tr_img], tr_lab, "train", order["train"]),
+    "test": _FakeSource([_png(x) for x in te_img], te_lab, "test", order["test"]),
   }
-  calls = _fake_tfds(monkeypatch, sources=sources)
+  calls = _fake_tfds(monkeypatch, tmp_path / "ds", sources=sources)
   cfg = _data_config(
     source="cifar10_tfds",
     tfds_data_dir="~/tfds_here",
@@ -277,58 +321,31 @@ def test_tfds_source_reads_only_the_drawn_records(monkeypatch, tmp_path):
   )
   t = ts.load_training_set(cfg, seeds=(42, 123))
   assert not calls["builder"][1].startswith("~") and calls["builder"][1].endswith("tfds_here")
-  assert "via tensorflow_datasets" in t.name
+  assert "via tensorflow_datasets" in t.name and t.source_info["version"] == "3.0.2"
   for s, seed in enumerate((42, 123)):
     want = _oracle_subset(seed, 120, 16)
+    np.testing.assert_array_equal(t.train_indices[s], want)
     np.testing.assert_array_equal(t.train_images[s], tr_img[want])
     np.testing.assert_array_equal(t.train_labels[s], tr_lab[want])
   rng = np.random.default_rng(5)
   rng.permutation(120)
   want_te = np.sort(rng.permutation(40)[:10])
+  np.testing.assert_array_equal(t.test_indices, want_te)
   np.testing.assert_array_equal(t.test_images, te_img[want_te])
   np.testing.assert_array_equal(t.test_labels, te_lab[want_te])
   union = np.union1d(_oracle_subset(42, 120, 16), _oracle_subset(123, 120, 16))
-  assert sorted(sources["train"].requested) == union.tolist()
+  where = np.argsort(order["train"])  # record holding original image i
+  assert sorted(sources["train"].requested) == sorted(where[union].tolist())
   np.testing.assert_allclose(t.mean, ts.CIFAR10_MEAN)
 
 
-def test_real_tfds_reads_a_prepared_array_record_cifar10_without_tensorflow(tmp_path):
-  """Only where tensorflow-datasets is installed (requirements-paper.txt): a tiny CIFAR-10 with tfds' own
-  builder (name, version, features) but generated here, PNG-encoded with Pillow, so that neither building nor
-  reading needs TensorFlow; load_training_set returns exactly the generated images."""
-  tfds = pytest.importorskip("tensorflow_datasets")
-  from tensorflow_datasets.image_classification import cifar
-
-  rng = np.random.default_rng(0)
-  data = {
-    "train": (rng.integers(0, 256, (60, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 60)),
-    "test": (rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 20)),
+def test_fingerprint_hashes_small_files_and_stats_large_ones(tmp_path, monkeypatch):
+  """sha256 (hashlib of the bytes) up to FINGERPRINT_SHA256_MAX_BYTES; above it size + mtime_ns, never read."""
+  (tmp_path / "a.json").write_bytes(b"{}")
+  (tmp_path / "big.bin").write_bytes(bytes(100))
+  monkeypatch.setattr(ts, "FINGERPRINT_SHA256_MAX_BYTES", 99)
+  st = (tmp_path / "big.bin").stat()
+  assert ts.fingerprint_files(tmp_path, ["big.bin", "a.json"]) == {
+    "a.json": {"size": 2, "sha256": hashlib.sha256(b"{}").hexdigest()},
+    "big.bin": {"size": 100, "mtime_ns": st.st_mtime_ns},
   }
-
-  class Cifar10(cifar.Cifar10, skip_registration=True):
-    def _split_generators(self, dl_manager):
-      self.info.features["label"].names = [str(k) for k in range(10)]
-      return {split: self._gen(split) for split in data}
-
-    def _gen(self, split):
-      images, labels = data[split]
-      for k in range(len(images)):
-        yield k, {"id": f"{split}{k:05d}", "image": _png(images[k]), "label": int(labels[k])}
-
-  Cifar10(data_dir=str(tmp_path), file_format="array_record").download_and_prepare(
-    download_config=tfds.download.DownloadConfig(try_download_gcs=False)
-  )
-  assert "tensorflow" not in sys.modules
-  cfg = _data_config(source="cifar10_tfds", tfds_data_dir=str(tmp_path), num_train=20, num_test=20, subset="per_seed")
-  t = ts.load_training_set(cfg, seeds=(1, 2))
-  # tfds stores records in its own (hashed) order: every image read must be a generated one with its label
-  by_bytes = {data["train"][0][k].tobytes(): data["train"][1][k] for k in range(60)}
-  for s in range(2):
-    assert len({x.tobytes() for x in t.train_images[s]}) == 20
-    for x, y in zip(t.train_images[s], t.train_labels[s]):
-      assert by_bytes[x.tobytes()] == y
-  src = tfds.data_source("cifar10", data_dir=str(tmp_path), download=False)["train"]
-  for s, seed in enumerate((1, 2)):
-    want = _oracle_subset(seed, 60, 20)
-    np.testing.assert_array_equal(t.train_images[s], np.stack([src[int(i)]["image"] for i in want]))
-  assert "tensorflow" not in sys.modules

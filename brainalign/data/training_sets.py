@@ -4,12 +4,20 @@ Sources (config `data.source`):
   "fashion_mnist_demo": the bundled 8,000 + 1,000 Fashion-MNIST images (brainalign/data/assets), padded
       from 28x28 to 32x32 with zeros and repeated to 3 channels. Offline; the demo's default.
   "npz": any .npz at `data.path` with train_images [N, 32, 32, 3] uint8, train_labels [N], test_images,
-      test_labels (e.g. CIFAR-10 exported once by the user).
-  "cifar10_tfds": CIFAR-10 prepared once by tensorflow_datasets in `data.tfds_data_dir` (the paper config).
-      Read with tfds' random-access data source (array_record files; images decoded with Pillow), so it
-      needs `tensorflow-datasets` (requirements-paper.txt) but not TensorFlow, and reads only the records
-      of the drawn subsets. Never downloads: a data set that is not prepared is an error that says how to
-      prepare it.
+      test_labels, taken to be in the ORIGINAL order (for CIFAR-10: data_batch_1..5, test_batch, as
+      `python -m brainalign.data.cifar10 --npz=...` writes it).
+  "cifar10_tfds": tfds' cifar10 in `data.tfds_data_dir` (the paper config), written once from the CIFAR-10
+      archive by `python -m brainalign.data.cifar10` (docs/cifar10.md) or by tfds itself in array_record
+      format. Read with tfds' random-access data source (images decoded with Pillow), so it needs
+      `tensorflow-datasets` (requirements-paper.txt) but not TensorFlow, and reads only the records of the
+      drawn subsets. Never downloads: a data set that is not there is an error that says how to write it.
+
+Indices (subsets, TrainingSet.train_indices / test_indices) always refer to the ORIGINAL order of a source's
+images: the bundle's order (demo), the arrays' order (npz), the original CIFAR-10 order (cifar10_tfds: tfds
+stores records in its own hashed order; each record's `id` field, b"train_00499", gives its original index; the
+map from original index to record is rebuilt from all ids at every load, about 5 s for CIFAR-10's 60,000
+records, so it is not cached; brainalign/data/tfds_source.py). A seed therefore draws the same images from every
+source of the same data.
 
 Training subset (config `data.subset`; study.md §4.0, both conventions of the study):
   "shared": one subset of `num_train` images for all seeds, drawn with `subset_seed` (P1's v8 notebook:
@@ -22,11 +30,12 @@ right after the shared training subset, so it is the same under both conventions
 """
 
 import dataclasses
+import hashlib
 import io
 import os
 import pathlib
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -47,19 +56,35 @@ FASHION_MNIST_CLASSES = (
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.247, 0.243, 0.261)
 SUBSETS = ("shared", "per_seed")
-TFDS_NAME = "cifar10"
-TFDS_RANDOM_ACCESS_FORMATS = ("array_record", "parquet")  # what tfds.data_source can read
-_TFDS_CHUNK = 4096  # records decoded per data-source call
+# Files up to this size are fingerprinted by sha256 (CIFAR-10's shards, ~110 MiB, and .npz, ~180 MB: about
+# 0.5 s together); larger ones by size + modification time, so that a run never hashes many GB.
+FINGERPRINT_SHA256_MAX_BYTES = 1 << 30
 
-TFDS_PREPARE_HELP = (
-  "Prepare CIFAR-10 once, in array_record format (which tfds.data_source reads without TensorFlow); this "
-  "one-time step needs TensorFlow and network access, e.g. in a separate virtual environment:\n"
-  "  python3 -m venv /tmp/tfds-build && /tmp/tfds-build/bin/pip install tensorflow "
-  "tensorflow-datasets==4.9.10\n"
-  "  /tmp/tfds-build/bin/tfds build cifar10 --data_dir {data_dir} --file_format array_record\n"
-  "then run with --config.data.tfds_data_dir={data_dir}. Or use --config.data.source=npz with an .npz "
-  "export of CIFAR-10 (see README.md)."
-)
+
+class FileFingerprint(TypedDict, total=False):
+  """One file: size in bytes, and sha256 (hex; files up to FINGERPRINT_SHA256_MAX_BYTES) or mtime_ns (larger)."""
+
+  size: int
+  sha256: str
+  mtime_ns: int
+
+
+class SourceInfo(TypedDict):
+  """What a run records about its training data (JSON-ready).
+
+  source: config.data.source; name: the data set ("cifar10", "fashion_mnist_demo", or the .npz file name);
+  version: the tfds data set version ("3.0.2"), None for npz and the demo bundle; format: "array_record",
+  "parquet" or "npz"; path: the data set's folder (tfds) or file (absolute); order: what the indices refer to;
+  files: FileFingerprint of each file read, by name relative to the folder (tfds) or the file's name.
+  """
+
+  source: str
+  name: str
+  version: str | None
+  format: str
+  path: str
+  order: str
+  files: dict[str, FileFingerprint]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +94,11 @@ class TrainingSet:
   train_images: [N, H, W, 3] (subset "shared") or [S, N, H, W, 3] (subset "per_seed", axis 0 = `seeds`).
   train_labels: [N] or [S, N] int32.
   test_images: [T, H, W, 3]; test_labels: [T] int32 (shared by all seeds).
-  train_indices: [N] or [S, N] int64 indices of the training images in the source's training split.
+  train_indices: [N] or [S, N] int64, the training images' indices in the ORIGINAL order of the source's training
+    split (CIFAR-10: data_batch_1..5; row s = seeds[s]), sorted; train_images[..., k, :, :, :] is image
+    train_indices[..., k].
+  test_indices: [T] int64, the test images' indices in the original order of the test split (test_batch).
+  source_info: the data source's name, version and file fingerprints (SourceInfo).
   """
 
   train_images: np.ndarray
@@ -82,6 +111,8 @@ class TrainingSet:
   subset: str = "shared"
   seeds: tuple = ()
   train_indices: np.ndarray | None = None
+  test_indices: np.ndarray | None = None
+  source_info: SourceInfo | None = None
 
   @property
   def per_seed(self) -> bool:
@@ -186,105 +217,81 @@ def records_to_arrays(records: Iterable[dict], *, where: str) -> tuple[np.ndarra
   return np.stack(images), np.asarray(labels, np.int32)
 
 
-def _import_tfds():
-  """tensorflow_datasets, or ImportError saying how to install it (it is an optional dependency)."""
-  try:
-    import tensorflow_datasets as tfds
-  except ImportError as e:
-    raise ImportError(
-      "data.source='cifar10_tfds' needs tensorflow-datasets, an optional dependency of the paper config: "
-      "pip install -r requirements-paper.txt (TensorFlow itself is not needed to read prepared data). "
-      f"Import error: {e}"
-    ) from e
-  return tfds
+def fingerprint_files(folder: str | os.PathLike, names: Sequence[str]) -> dict[str, FileFingerprint]:
+  """{name: FileFingerprint} of folder/name for each name: size, and sha256 (files up to
+  FINGERPRINT_SHA256_MAX_BYTES) or mtime_ns (larger files)."""
+  out = {}
+  for name in sorted(names):
+    path = pathlib.Path(folder) / name
+    st = path.stat()
+    if st.st_size > FINGERPRINT_SHA256_MAX_BYTES:
+      out[name] = FileFingerprint(size=int(st.st_size), mtime_ns=int(st.st_mtime_ns))
+      continue
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+      for block in iter(lambda: f.read(1 << 22), b""):
+        digest.update(block)
+    out[name] = FileFingerprint(size=int(st.st_size), sha256=digest.hexdigest())
+  return out
 
 
-def tfds_splits(data_dir: str | os.PathLike, *, name: str = TFDS_NAME) -> tuple[Split, Split, str]:
-  """(train, test, description) of a TFDS data set prepared in `data_dir`, read without TensorFlow.
-
-  Checks that `<data_dir>/<name>/<version>` is prepared and in a random-access format (array_record or
-  parquet), then opens `builder.as_data_source()` (never downloads). Records are decoded by tfds with Pillow.
-
-  Raises:
-    ImportError: tensorflow-datasets is not installed.
-    FileNotFoundError: the data set is not prepared there (the message says how to prepare it).
-    ValueError: it is prepared in a format tfds.data_source cannot read (e.g. tfrecord, `tfds build`'s default).
-  """
-  tfds = _import_tfds()
-  root = pathlib.Path(data_dir).expanduser()
-  help_text = TFDS_PREPARE_HELP.format(data_dir=root)
-  builder = tfds.builder(name, data_dir=str(root))
-  if not builder.is_prepared():
+def _npz_source(path: pathlib.Path) -> tuple[Split, Split, str, SourceInfo]:
+  """The .npz source (arrays taken to be in the original order)."""
+  if not path.exists():
     raise FileNotFoundError(
-      f"data.source='cifar10_tfds': {name} is not prepared in data.tfds_data_dir={str(root)!r} (no "
-      f"{builder.data_dir}/dataset_info.json); brainalign never downloads it. {help_text}"
+      f"data.path={str(path)!r} does not exist (expected an .npz with train_images, "
+      "train_labels, test_images, test_labels; `python -m brainalign.data.cifar10 --npz=...` writes one)"
     )
-  fmt = getattr(builder.info.file_format, "value", str(builder.info.file_format))
-  if fmt not in TFDS_RANDOM_ACCESS_FORMATS:
-    raise ValueError(
-      f"data.source='cifar10_tfds': {builder.data_dir} holds {name} in the {fmt!r} format, which needs "
-      f"TensorFlow to read; brainalign reads {' or '.join(TFDS_RANDOM_ACCESS_FORMATS)}. Prepare it again "
-      f"into another folder. {help_text}"
-    )
-  sources = builder.as_data_source()
-  missing = [s for s in ("train", "test") if s not in sources]
-  if missing:
-    raise ValueError(f"{builder.data_dir}: split(s) {missing} missing; found {sorted(sources)}")
-
-  def split(source, split_name) -> Split:
-    where = f"{builder.data_dir} (split {split_name!r})"
-
-    def take(idx):
-      idx = [int(i) for i in np.asarray(idx)]
-      parts = [
-        records_to_arrays(source.__getitems__(idx[k : k + _TFDS_CHUNK]), where=where)
-        for k in range(0, len(idx), _TFDS_CHUNK)
-      ]
-      if not parts:
-        return records_to_arrays([], where=where)
-      return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-
-    return Split(len(source), take)
-
-  return (
-    split(sources["train"], "train"),
-    split(sources["test"], "test"),
-    f"{name} {builder.version} via tensorflow_datasets ({fmt}) in {builder.data_dir}",
+  with np.load(path) as z:
+    missing = [k for k in ("train_images", "train_labels", "test_images", "test_labels") if k not in z.files]
+    if missing:
+      raise ValueError(f"{path}: missing arrays {missing}; found {z.files}")
+    tr, ytr, te, yte = z["train_images"], z["train_labels"], z["test_images"], z["test_labels"]
+  if tr.dtype != np.uint8 or tr.ndim != 4 or tr.shape[-1] != 3:
+    raise ValueError(f"{path}: train_images must be uint8 [N, H, W, 3], got {tr.dtype} {tr.shape}")
+  info = SourceInfo(
+    source="npz",
+    name=path.name,
+    version=None,
+    format="npz",
+    path=str(path.resolve()),
+    order="the arrays' order, taken to be the original one",
+    files=fingerprint_files(path.parent, [path.name]),
   )
+  return Split.of_arrays(tr, ytr), Split.of_arrays(te, yte), f"npz file {path}", info
 
 
-def _open_source(data_config: Any) -> tuple[Split, Split, str]:
-  """(train split, test split, description) of config.data.source."""
+def _open_source(data_config: Any) -> tuple[Split, Split, str, SourceInfo]:
+  """(train split, test split, description, source info) of config.data.source."""
   source = data_config.source
   if source == "fashion_mnist_demo":
     bundle = load_demo_bundle()
+    info = SourceInfo(
+      source=source,
+      name="fashion_mnist_demo",
+      version=None,
+      format="npz",
+      path=str(DEMO_BUNDLE),
+      order="the bundle's order",
+      files=fingerprint_files(DEMO_BUNDLE.parent, [DEMO_BUNDLE.name]),
+    )
     return (
       Split.of_arrays(pad_to_rgb32(bundle["train_images"]), bundle["train_labels"]),
       Split.of_arrays(pad_to_rgb32(bundle["test_images"]), bundle["test_labels"]),
       "Fashion-MNIST demo subset (bundled, MIT licence)",
+      info,
     )
   if source == "npz":
-    path = pathlib.Path(data_config.path)
-    if not path.exists():
-      raise FileNotFoundError(
-        f"data.path={str(path)!r} does not exist (expected an .npz with train_images, "
-        "train_labels, test_images, test_labels)"
-      )
-    with np.load(path) as z:
-      missing = [k for k in ("train_images", "train_labels", "test_images", "test_labels") if k not in z.files]
-      if missing:
-        raise ValueError(f"{path}: missing arrays {missing}; found {z.files}")
-      tr, ytr, te, yte = z["train_images"], z["train_labels"], z["test_images"], z["test_labels"]
-    if tr.dtype != np.uint8 or tr.ndim != 4 or tr.shape[-1] != 3:
-      raise ValueError(f"{path}: train_images must be uint8 [N, H, W, 3], got {tr.dtype} {tr.shape}")
-    return Split.of_arrays(tr, ytr), Split.of_arrays(te, yte), f"npz file {path}"
+    return _npz_source(pathlib.Path(data_config.path).expanduser())
   if source == "cifar10_tfds":
-    return tfds_splits(data_config.get("tfds_data_dir", "~/tensorflow_datasets"))
+    from brainalign.data import tfds_source
+
+    return tfds_source.tfds_splits(data_config.get("tfds_data_dir", "~/tensorflow_datasets"))
   raise ValueError(f"Unknown data.source {source!r}; valid: fashion_mnist_demo, npz, cifar10_tfds")
 
 
 def load_training_set(data_config: Any, seeds: Sequence[int] = ()) -> TrainingSet:
-  """Reads `config.data` into a TrainingSet (see the module docstring for sources and subsets).
+  """Reads `config.data` into a TrainingSet (see the module docstring for sources, subsets and index order).
 
   Args:
     data_config: config.data: source, num_train, num_test, subset_seed, normalization, path, tfds_data_dir,
@@ -293,11 +300,12 @@ def load_training_set(data_config: Any, seeds: Sequence[int] = ()) -> TrainingSe
   normalization: "train_set" (per-channel mean/std of the selected training images, all seeds' subsets
   pooled for "per_seed", so every seed and the stimuli share one normalisation) or "cifar10" (the reference
   constants (0.4914, 0.4822, 0.4465) / (0.247, 0.243, 0.261)).
+  Returns train_indices [N] or [S, N] and test_indices [T] in the original order, and source_info.
   """
   subset = data_config.get("subset", "shared")
   if subset not in SUBSETS:
     raise ValueError(f"data.subset must be one of {SUBSETS}, got {subset!r}")
-  train, test, name = _open_source(data_config)
+  train, test, name, info = _open_source(data_config)
   rng = np.random.default_rng(data_config.subset_seed)
   itr = _subset(rng, train.size, data_config.num_train)
   ite = _subset(rng, test.size, min(data_config.num_test, test.size))
@@ -329,4 +337,6 @@ def load_training_set(data_config: Any, seeds: Sequence[int] = ()) -> TrainingSe
     subset=subset,
     seeds=tuple(int(s) for s in seeds),
     train_indices=itr.astype(np.int64),
+    test_indices=ite.astype(np.int64),
+    source_info=info,
   )
