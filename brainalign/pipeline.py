@@ -138,7 +138,8 @@ def diagnostics_table(rule: str, workdir: pathlib.Path, *, data: str) -> pd.Data
 
 
 def indices_table(config: Any, training: training_sets.TrainingSet) -> pd.DataFrame:
-  """results/train_indices.csv: per seed, the indices of its training images in the source's training split."""
+  """results/train_indices.csv: per seed, the index of each of its training images in the original order of the
+  source's training split (for CIFAR-10: the order of the archive, i.e. torchvision's, whatever the source)."""
   idx = np.asarray(training.train_indices)
   per_seed = idx if idx.ndim == 2 else np.broadcast_to(idx, (len(config.seeds), idx.shape[0]))
   seeds = np.repeat(np.asarray(config.seeds), per_seed.shape[1])
@@ -181,6 +182,7 @@ def _run_info(config, training, probe_set, all_stages, results_fp) -> dict:
     if simulated
     else None,
     "train_data": training.name,
+    "train_data_source": training.source_info,
     "bn_mode": bn_note,
     "versions": _versions(),
     "stages": {s.name: s.fingerprint for s in all_stages},

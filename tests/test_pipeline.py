@@ -99,6 +99,12 @@ def test_tiny_demo_writes_every_table_with_the_documented_schema(uninterrupted):
   assert row.value.item() == pytest.approx(log["angle_fa_vs_bp_conv2"][1])
   info = json.loads((uninterrupted / "run_info.json").read_text())
   assert info["data"] == "simulated" and "SIMULATED" in info["simulated_data_warning"]
+  assert info["train_data_source"]["name"] == "fashion_mnist_demo" and info["train_data_source"]["files"]
+  # the run lists the images each seed trained on: P3's per-seed draw, numpy default_rng(seed), by hand
+  idx = pd.read_csv(uninterrupted / "results" / "train_indices.csv")
+  for seed in c.seeds:
+    want = np.sort(np.random.default_rng(seed).permutation(8000)[: c.data.num_train])
+    np.testing.assert_array_equal(idx[idx.seed == seed]["index"].to_numpy(), want)
   assert (uninterrupted / "figures" / "alignment_vs_epoch.png").stat().st_size > 10_000
 
 
