@@ -49,3 +49,15 @@ class MissingFileError(UserError, FileNotFoundError):
 
 class WorkdirError(UserError, RuntimeError):
   """The workdir (or another output folder) cannot be written, or holds something unusable."""
+
+
+class CacheError(UserError, RuntimeError):
+  """A cache (the prepared brain RDMs) is missing, stale or unreadable."""
+
+
+class MissingDependencyError(UserError, ImportError):
+  """An optional package that the chosen settings need is not installed."""
+
+
+class TrainingDivergedError(UserError, FloatingPointError):
+  """Training produced non-finite metrics (too high a learning rate, or bad data)."""

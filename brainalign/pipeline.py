@@ -21,9 +21,8 @@ import numpy as np
 import pandas as pd
 from absl import logging
 
-from brainalign import figures, io, probe, provenance, results, rsa, rule_run, rules, stages, store
+from brainalign import figures, io, probe, provenance, results, rsa, rule_run, stages, store, validate
 from brainalign.data import training_sets
-from brainalign.errors import ConfigError
 from brainalign.models import READOUT_LAYERS
 
 
@@ -190,12 +189,6 @@ def _run_info(config, training, probe_set, all_stages, results_fp) -> dict:
   }
 
 
-def _check_config(config: Any) -> None:
-  unknown = [r for r in config.rules if r not in rules.names()]
-  if unknown:
-    raise ConfigError(f"config.rules: unknown rule(s) {unknown}; expected names from {list(rules.names())}")
-
-
 def _prepare_workdir(config, workdir, training, probe_set, setups, overwrite) -> tuple[dict, str]:
   """Compares the command's stages with the workdir's records (refusing or discarding stale ones), then writes
   the records, the probe store and run_info.json. Returns ({rule: (train, features, rdms)}, results fingerprint)."""
@@ -216,6 +209,9 @@ def _prepare_workdir(config, workdir, training, probe_set, setups, overwrite) ->
       [m.stage.name for m in mismatches],
       provenance.discard(workdir, mismatches),
     )
+  workdir.mkdir(parents=True, exist_ok=True)
+  for path in store.clean_temporaries(workdir):
+    logging.info("Removed %s (left behind by an interrupted write)", path)
   provenance.write_records(workdir, all_stages)
   if store.stored_fingerprint(workdir / store.PROBE) != all_stages[0].fingerprint:
     store.write_probe(workdir, probe_set, all_stages[0].fingerprint)
@@ -251,11 +247,10 @@ def run(
   overwrite: discard the stages of the workdir whose inputs differ from this command's (default: refuse).
   on_epoch: on_epoch(rule, epoch) after each trained epoch's log, before its checkpoint (for tests)."""
   workdir = pathlib.Path(workdir).expanduser().resolve()
-  _check_config(config)
-  workdir.mkdir(parents=True, exist_ok=True)
-  for path in store.clean_temporaries(workdir):
-    logging.info("Removed %s (left behind by an interrupted write)", path)
+  validate.config(config)  # nothing is read or written before the config, the outputs and the inputs check out
+  validate.outputs(config, workdir)
   training = training_sets.load_training_set(config.data, seeds=config.seeds)
+  validate.brain_inputs(config)  # before any voxel row is read
   probe_set = probe.load_probe(config, mean=training.mean, std=training.std)
   setups = {name: rule_run.setup(config, name, training) for name in config.rules}
   per_rule, results_fp = _prepare_workdir(config, workdir, training, probe_set, setups, overwrite)

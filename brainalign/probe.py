@@ -20,6 +20,7 @@ from absl import logging
 from brainalign import provenance, rsa, stats
 from brainalign.data import demo, images, prepare, rdm_sources, things
 from brainalign.data.brain import BrainData
+from brainalign.errors import ConfigError, DataError, MissingFileError
 
 DATA_LABELS = {"things_fmri": "things-fmri", "simulated": "simulated", "rdms": "rdms"}
 
@@ -62,7 +63,7 @@ def _require(brain_config: Any, keys: tuple[str, ...], what: str) -> None:
   """ValueError naming the empty config.brain keys that the chosen source needs."""
   missing = [k for k in keys if not brain_config[k]]
   if missing:
-    raise ValueError(
+    raise ConfigError(
       f"config.brain.source={brain_config.source!r} needs "
       f"{', '.join('config.brain.' + k for k in missing)} ({what}); see README.md"
     )
@@ -72,7 +73,7 @@ def resolve_source(brain_config: Any) -> tuple[str, str, str]:
   """(data label, betas_dir or RDM file, images_dir) for config.brain; prepares the simulated demo data if asked."""
   source = brain_config.source
   if source not in DATA_LABELS:
-    raise ValueError(f"config.brain.source must be one of {sorted(DATA_LABELS)}, got {source!r}")
+    raise ConfigError(f"config.brain.source must be one of {sorted(DATA_LABELS)}, got {source!r}")
   if source == "simulated":
     paths = demo.prepare_demo(brain_config.cache_dir, brain_config.simulation)
     return DATA_LABELS[source], str(paths.betas_dir), str(paths.images_dir)
@@ -122,13 +123,13 @@ def pair_set(name: str, n: int, runs: np.ndarray) -> tuple[np.ndarray, np.ndarra
   if name == "cross_run":
     keep = things.cross_run_mask(runs)
     if not keep.any():
-      raise ValueError(
+      raise DataError(
         f"the cross_run pair set is empty: every pair of the {n} stimuli shares a run for some "
         "subject (with averaged rows, a pair is dropped if any of its trials shared a run); use "
         "pair set 'all'"
       )
     return i[keep], j[keep]
-  raise ValueError(f"Unknown pair set {name!r}; valid: 'all', 'cross_run'")
+  raise DataError(f"Unknown pair set {name!r}; valid: 'all', 'cross_run'")
 
 
 def data_name(brain_config: Any) -> str:
@@ -152,7 +153,7 @@ def load_probe(config: Any, *, mean: np.ndarray, std: np.ndarray) -> ProbeSet:
   except FileNotFoundError as e:
     if segments is None:
       raise
-    raise FileNotFoundError(
+    raise MissingFileError(
       f"{e}\n(eval.concept_features='mean' needs the image of every exemplar averaged into "
       "a row; with only each concept's first exemplar use "
       "--config.eval.concept_features=first_exemplar)"
@@ -212,7 +213,7 @@ def model_images(brain: BrainData, concept_features: str) -> tuple[tuple[str, ..
   Returns (names [m], segments [m] int64 or None).
   """
   if concept_features not in CONCEPT_FEATURES:
-    raise ValueError(f"config.eval.concept_features must be one of {CONCEPT_FEATURES}, got {concept_features!r}")
+    raise ConfigError(f"config.eval.concept_features must be one of {CONCEPT_FEATURES}, got {concept_features!r}")
   names, rows = brain.exemplar_images()
   n = len(brain.stimuli)
   if concept_features == "first_exemplar" or (len(names) == n and np.array_equal(rows, np.arange(n))):
@@ -231,12 +232,15 @@ def prepare_step(config: Any) -> pathlib.Path:
   Returns:
     The cache file's path.
   """
+  from brainalign import validate
+
   if config.brain.source == "rdms":
-    raise ValueError("config.brain.source='rdms' needs no prepare step: RDM files are small and read directly")
-  data, betas_dir, images_dir = resolve_source(config.brain)
+    raise ConfigError("config.brain.source='rdms' needs no prepare step: RDM files are small and read directly")
+  validate.config(config)
+  validate.outputs(config, pathlib.Path(config.brain.cache_dir))
+  validate.brain_inputs(config, use_cache=False)  # headers of every subject, every image decoded: before the betas
+  data, betas_dir, _ = resolve_source(config.brain)
   path, brain = prepare.prepare(config.brain, betas_dir)
-  layout = config.brain.get("image_layout", "") or "things"
-  images.stimulus_paths(images_dir, model_images(brain, config.eval.get("concept_features", "mean"))[0], layout)
   logging.info(
     "Prepared %s: %d stimuli, subjects %s, ROIs %s, voxels %s -> %s",
     data,

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from brainalign import checkpointing, features, io, models, rules, store, train
 from brainalign.data import training_sets
-from brainalign.errors import ConfigError
+from brainalign.errors import ConfigError, TrainingDivergedError
 from brainalign.types import LearningRule
 
 
@@ -70,9 +70,10 @@ def _check_finite(metrics: dict, rule: str, epoch: int, seeds) -> None:
   for k, v in metrics.items():
     bad = ~np.isfinite(np.asarray(v))
     if bad.any():
-      raise FloatingPointError(
-        f"rule {rule!r}, epoch {epoch}: metric {k!r} is not finite for seed(s) "
-        f"{[s for s, b in zip(seeds, bad) if b]}; lower the learning rate or check the data"
+      raise TrainingDivergedError(
+        f"rule {rule!r}, epoch {epoch}: training metric {k!r} is not finite for seed(s) "
+        f"{[s for s, b in zip(seeds, bad) if b]}",
+        hint=f"lower config.rule_configs.{rule}'s learning rate, or check the training data",
       )
 
 
@@ -119,6 +120,75 @@ def _epoch_runner(config: Any, su: RuleSetup, training) -> Callable:
   )
 
 
+@dataclasses.dataclass
+class _Outputs:
+  """Writes one rule's per-epoch logs and milestone features (fingerprints embedded) and counts the work done."""
+
+  config: Any
+  su: RuleSetup
+  workdir: pathlib.Path
+  training: training_sets.TrainingSet
+  probe_set: Any
+  fingerprints: dict
+  epochs_trained: int = 0
+  features_extracted: int = 0
+
+  def __post_init__(self):
+    su, t = self.su, self.training
+    self.test_acc = train.make_test_accuracy(su.model, mean=t.mean, std=t.std, logits_fn=su.rule.logits)
+    self.extract = features.make_extractor(
+      su.model, bn_mode=self.config.eval.bn_mode, batch_size=self.config.eval.batch_size, rule_features=su.rule.features
+    )
+
+  def log_epoch(self, epoch: int, st: Any, metrics: dict) -> None:
+    acc = self.test_acc(st, self.training.test_images, self.training.test_labels)
+    record = {
+      "epoch": epoch,
+      "seeds": [int(s) for s in self.config.seeds],
+      "rule_description": self.su.rule.description,
+      "fingerprint": self.fingerprints["train"],
+      "test_accuracy": acc.tolist(),
+      **{k: np.asarray(v).tolist() for k, v in metrics.items()},
+    }
+    io.write_json(record, store.log_path(self.workdir, self.su.name, epoch))
+
+  def save_features(self, epoch: int, st: Any) -> None:
+    arrays = {}
+    for res, imgs in self.probe_set.images.items():  # exemplar means for concept_mean (segments)
+      feats = self.extract(st.params, st.batch_stats, imgs, st.rule_state, segments=self.probe_set.segments)
+      arrays.update({f"{res}px/{layer}": f.astype(np.float32) for layer, f in feats.items()})
+    path = store.feature_path(self.workdir, self.su.name, epoch)
+    io.write_npz(path, fingerprint=np.asarray(self.fingerprints["features"]), **arrays)
+    self.features_extracted += 1
+
+
+def _train_epochs(config, su: RuleSetup, training, state, start: int, manager, out: _Outputs, on_epoch) -> None:
+  seeds = [int(s) for s in config.seeds]
+  run_epoch = _epoch_runner(config, su, training)
+  images_dev = jax.device_put(training.train_images)  # [N, H, W, 3], or [S, N, H, W, 3] per seed
+  labels_dev = jax.device_put(training.train_labels)
+  bar = tqdm(
+    range(start + 1, su.num_epochs + 1),
+    desc=f"{su.name} ({len(seeds)} seeds)",
+    unit="epoch",
+    initial=start,
+    total=su.num_epochs,
+    disable=None,
+  )
+  for epoch in bar:
+    state, metrics = run_epoch(state, images_dev, labels_dev)
+    out.epochs_trained += 1
+    _check_finite(metrics, su.name, epoch, seeds)
+    out.log_epoch(epoch, state, metrics)
+    bar.set_postfix(loss=f"{np.mean(metrics['loss']):.3f}", acc=f"{np.mean(metrics['accuracy']):.3f}")
+    if on_epoch is not None:
+      manager.wait_until_finished()
+      on_epoch(su.name, epoch)
+    if epoch in su.milestones:
+      checkpointing.save(manager, epoch, state)
+      out.save_features(epoch, state)
+
+
 def train_and_extract(
   config: Any,
   su: RuleSetup,
@@ -136,69 +206,21 @@ def train_and_extract(
   use it to interrupt a run at a known point).
   Returns {"epochs_trained": int, "features_extracted": int} (what this call computed, not what it reused).
   """
-  seeds = [int(s) for s in config.seeds]
   logging.info("Rule %s: %s", su.name, su.rule.description)
   manager = checkpointing.create_manager(workdir / "checkpoints" / su.name)
-  state, start = _restore_or_init(su, seeds, training, manager)
-  test_acc = train.make_test_accuracy(su.model, mean=training.mean, std=training.std, logits_fn=su.rule.logits)
-  extract = features.make_extractor(
-    su.model, bn_mode=config.eval.bn_mode, batch_size=config.eval.batch_size, rule_features=su.rule.features
-  )
-  done = {"epochs_trained": 0, "features_extracted": 0}
-
-  def log_epoch(epoch, st, metrics):
-    acc = test_acc(st, training.test_images, training.test_labels)
-    record = {
-      "epoch": epoch,
-      "seeds": seeds,
-      "rule_description": su.rule.description,
-      "fingerprint": fingerprints["train"],
-      "test_accuracy": acc.tolist(),
-      **{k: np.asarray(v).tolist() for k, v in metrics.items()},
-    }
-    io.write_json(record, store.log_path(workdir, su.name, epoch))
-
-  def save_features(epoch, st):
-    arrays = {}
-    for res, imgs in probe_set.images.items():  # exemplar means for concept_mean (segments)
-      for layer, f in extract(st.params, st.batch_stats, imgs, st.rule_state, segments=probe_set.segments).items():
-        arrays[f"{res}px/{layer}"] = f.astype(np.float32)
-    io.write_npz(
-      store.feature_path(workdir, su.name, epoch), fingerprint=np.asarray(fingerprints["features"]), **arrays
-    )
-    done["features_extracted"] += 1
-
-  # milestones already checkpointed but whose features were lost (killed in between): redo from checkpoint
-  for m in su.milestones:
-    if m <= start and not store.feature_path(workdir, su.name, m).exists():
-      save_features(m, state if m == start else checkpointing.restore_epoch(manager, m, state))
-  if start == 0 and not store.log_path(workdir, su.name, 0).exists():
-    log_epoch(0, state, {"loss": [np.nan] * len(seeds), "accuracy": [np.nan] * len(seeds)})
-
-  if su.num_epochs > start:
-    run_epoch = _epoch_runner(config, su, training)
-    images_dev = jax.device_put(training.train_images)  # [N, H, W, 3], or [S, N, H, W, 3] per seed
-    labels_dev = jax.device_put(training.train_labels)
-    bar = tqdm(
-      range(start + 1, su.num_epochs + 1),
-      desc=f"{su.name} ({len(seeds)} seeds)",
-      unit="epoch",
-      initial=start,
-      total=su.num_epochs,
-      disable=None,
-    )
-    for epoch in bar:
-      state, metrics = run_epoch(state, images_dev, labels_dev)
-      done["epochs_trained"] += 1
-      _check_finite(metrics, su.name, epoch, seeds)
-      log_epoch(epoch, state, metrics)
-      bar.set_postfix(loss=f"{np.mean(metrics['loss']):.3f}", acc=f"{np.mean(metrics['accuracy']):.3f}")
-      if on_epoch is not None:
-        manager.wait_until_finished()
-        on_epoch(su.name, epoch)
-      if epoch in su.milestones:
-        checkpointing.save(manager, epoch, state)
-        save_features(epoch, state)
-  manager.wait_until_finished()
-  manager.close()
-  return done
+  try:
+    state, start = _restore_or_init(su, [int(s) for s in config.seeds], training, manager)
+    out = _Outputs(config, su, workdir, training, probe_set, fingerprints)
+    # milestones already checkpointed but whose features were lost (killed in between): redo from checkpoint
+    for m in su.milestones:
+      if m <= start and not store.feature_path(workdir, su.name, m).exists():
+        out.save_features(m, state if m == start else checkpointing.restore_epoch(manager, m, state))
+    if start == 0 and not store.log_path(workdir, su.name, 0).exists():
+      nan = [np.nan] * len(config.seeds)
+      out.log_epoch(0, state, {"loss": nan, "accuracy": nan})
+    if su.num_epochs > start:
+      _train_epochs(config, su, training, state, start, manager, out, on_epoch)
+    return {"epochs_trained": out.epochs_trained, "features_extracted": out.features_extracted}
+  finally:  # also on errors: a manager left open makes Orbax's threads print tracebacks at exit
+    manager.wait_until_finished()
+    manager.close()

@@ -161,3 +161,21 @@ def test_main_mode_prepare_cli(setup, tmp_path):
   c.brain.rois = ("V1", "LOC")
   with pytest.raises(FileNotFoundError, match=r"(?s)1 of 12 stimulus images are missing.*dog_01b\.jpg"):
     probe.prepare_step(c)
+
+
+def test_content_check_detects_an_edit_with_its_mtime_restored(setup):
+  """Staleness by size + mtime (the default) cannot see a same-size edit whose mtime was put back; the opt-in
+  config.brain.cache_check='content' compares the SHA-256 of every source file and refuses the cache."""
+  fx, c = setup
+  probe.prepare_step(c)
+  path = pathlib.Path(fx["betas_dir"]) / "sub-02_StimulusMetadata.csv"
+  st = path.stat()
+  text = path.read_bytes()
+  k = text.rindex(b"train")  # same length: train -> trail (a change the cache must not ignore)
+  path.write_bytes(text[:k] + b"trail" + text[k + 5 :])
+  os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+  assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
+  probe.load_brain(c.brain)  # stat check: not detected (documented)
+  c.brain.cache_check = "content"
+  with pytest.raises(prepare.StaleCacheError, match=r"sub-02_StimulusMetadata\.csv: content differs"):
+    probe.load_brain(c.brain)

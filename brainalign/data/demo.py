@@ -26,6 +26,7 @@ from PIL import Image
 from brainalign import io
 from brainalign.data import simulate, training_sets
 from brainalign.data.things_writer import default_stimulus_name
+from brainalign.errors import ConfigError, DataError
 
 DEMO_VERSION = 1
 
@@ -45,13 +46,13 @@ def demo_stimuli(n_stimuli: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     images [n, 32, 32] uint8 (padded), labels [n] int, concepts [n] pseudo-concept names in class order.
   """
   if n_stimuli % 10:
-    raise ValueError(f"demo n_stimuli must be a multiple of 10 (one share per class), got {n_stimuli}")
+    raise DataError(f"demo n_stimuli must be a multiple of 10 (one share per class), got {n_stimuli}")
   bundle = training_sets.load_demo_bundle()
   images, labels = bundle["stimulus_images"], bundle["stimulus_labels"]
   per_class = n_stimuli // 10
   picks = np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in range(10)])
   if len(picks) != n_stimuli:
-    raise ValueError(f"the bundle has only {len(labels) // 10} stimuli per class; asked for {per_class}")
+    raise DataError(f"the bundle has only {len(labels) // 10} stimuli per class; asked for {per_class}")
   concepts = [f"{training_sets.FASHION_MNIST_CLASSES[labels[i]]}{k % per_class:02d}" for k, i in enumerate(picks)]
   padded = np.pad(images[picks], ((0, 0), (2, 2), (2, 2)))
   return padded, labels[picks].astype(np.int64), concepts
@@ -63,7 +64,7 @@ def simulation_config(sim: Any) -> simulate.SimulationConfig:
   values = {k: v for k, v in dict(sim).items() if k != "n_stimuli"}
   unknown = sorted(set(values) - fields)
   if unknown:
-    raise ValueError(f"config.brain.simulation has unknown keys {unknown}; valid: {sorted(fields)}")
+    raise ConfigError(f"config.brain.simulation has unknown keys {unknown}; valid: {sorted(fields)}")
   values = {
     k: (tuple(tuple(x) if isinstance(x, (list, tuple)) else x for x in v) if isinstance(v, (list, tuple)) else v)
     for k, v in values.items()

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
+from brainalign.errors import DataError, MissingFileError
+
 
 def concept_of(stimulus: str) -> str:
   """'ankle_boot13_01b.jpg' -> 'ankle_boot13' (never a prefix match: 'ant' != 'anteater')."""
@@ -46,7 +48,7 @@ def stimulus_paths(images_dir: str | os.PathLike, stimuli: Sequence[str], layout
     raise ValueError(f"image layout must be one of {IMAGE_LAYOUTS}, got {layout!r}")
   root = pathlib.Path(images_dir)
   if not root.is_dir():
-    raise FileNotFoundError(f"Stimulus image folder {root} does not exist")
+    raise MissingFileError(f"Stimulus image folder {root} does not exist")
   if layout == "things":
     if (root / "object_images").is_dir():
       root = root / "object_images"
@@ -59,7 +61,7 @@ def stimulus_paths(images_dir: str | os.PathLike, stimuli: Sequence[str], layout
   if missing:
     shown = "\n  ".join(f"{s}  (expected {p})" for s, p in missing[:20])
     more = f"\n  … and {len(missing) - 20} more" if len(missing) > 20 else ""
-    raise FileNotFoundError(
+    raise MissingFileError(
       f"{len(missing)} of {len(paths)} stimulus images are missing under {root} "
       f"(expected layout {expected}); missing stimuli:\n  {shown}{more}"
     )
@@ -85,7 +87,7 @@ def read_image_files(paths: Sequence[os.PathLike]) -> list[bytes]:
     try:
       out.append(pathlib.Path(p).read_bytes())
     except OSError as e:
-      raise OSError(f"Cannot read stimulus image {p}: {e}") from e
+      raise DataError(f"{p}: cannot read the stimulus image ({e})") from None
   return out
 
 
@@ -98,9 +100,12 @@ def decode_images(blobs: Sequence[bytes], size: int, names: Sequence[str] | None
     try:
       with Image.open(io.BytesIO(blob)) as im:
         out[k] = np.asarray(resize_shorter_and_crop(im.convert("RGB"), size), np.float32) / 255.0
-    except OSError as e:
+    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError ... for damaged files
       where = names[k] if names is not None else f"#{k}"
-      raise OSError(f"Cannot decode stimulus image {where}: {e}") from e
+      raise DataError(
+        f"{where}: cannot decode the stimulus image ({type(e).__name__}: {e})",
+        hint="replace the file with an intact JPEG/PNG (a truncated or empty file cannot be used)",
+      ) from None
   return out
 
 

@@ -44,9 +44,10 @@ from typing import Any
 import numpy as np
 from absl import logging
 
-from brainalign import io
+from brainalign import io, provenance
 from brainalign.data import things
 from brainalign.data.brain import BrainData
+from brainalign.errors import CacheError, ConfigError
 
 __all__ = [
   "CACHE_VERSION",
@@ -65,9 +66,16 @@ __all__ = [
 
 CACHE_VERSION = 1
 PREPARED_MODES = ("auto", "require", "off")
+CACHE_CHECKS = ("stat", "content")  # config.brain.cache_check: source files by size + mtime, or also by content
 
 
-class StaleCacheError(RuntimeError):
+REBUILD_HINT = (
+  "rebuild it with `python main.py --mode=prepare` and the same --config flags as this command (this reads the "
+  "large source files again)"
+)
+
+
+class StaleCacheError(CacheError):
   """The prepared brain cache does not match its source files (or is missing when required)."""
 
 
@@ -76,7 +84,7 @@ def _roi_definitions(brain_config: Any) -> dict[str, tuple[str, ...]]:
   defs = dict(brain_config.roi_definitions) if "roi_definitions" in brain_config else dict(things.ROI_DEFINITIONS)
   unknown = [r for r in brain_config.rois if r not in defs]
   if unknown:
-    raise ValueError(
+    raise ConfigError(
       f"config.brain.rois: ROI(s) {unknown} have no definition in config.brain.roi_definitions "
       f"(defined: {sorted(defs)}); add e.g. roi_definitions.FFA=('lFFA', 'rFFA') in a config file"
     )
@@ -85,7 +93,7 @@ def _roi_definitions(brain_config: Any) -> dict[str, tuple[str, ...]]:
     cols = defs[r]
     cols = (cols,) if isinstance(cols, str) else tuple(str(c) for c in cols)
     if not cols:
-      raise ValueError(f"config.brain.roi_definitions.{r} is empty; expected one or more VoxelMetadata mask columns")
+      raise ConfigError(f"config.brain.roi_definitions.{r} is empty; expected one or more VoxelMetadata mask columns")
     out[str(r)] = cols
   return out
 
@@ -98,13 +106,13 @@ def brain_settings(brain_config: Any, betas_dir: str | os.PathLike) -> dict:
   """
   voxel_selection = brain_config.get("voxel_selection", "mask")
   if voxel_selection not in ("mask", "reliability"):
-    raise ValueError(f"config.brain.voxel_selection must be 'mask' or 'reliability', got {voxel_selection!r}")
+    raise ConfigError(f"config.brain.voxel_selection must be 'mask' or 'reliability', got {voxel_selection!r}")
   selection = brain_config.get("selection", "first_exemplar")
   zscore = brain_config.get("zscore", "all")
   if selection not in things.SELECTIONS:
-    raise ValueError(f"config.brain.selection must be one of {list(things.SELECTIONS)}, got {selection!r}")
+    raise ConfigError(f"config.brain.selection must be one of {list(things.SELECTIONS)}, got {selection!r}")
   if zscore not in things.ZSCORE_MODES:
-    raise ValueError(f"config.brain.zscore must be one of {list(things.ZSCORE_MODES)}, got {zscore!r}")
+    raise ConfigError(f"config.brain.zscore must be one of {list(things.ZSCORE_MODES)}, got {zscore!r}")
   return {
     "version": CACHE_VERSION,
     "betas_dir": str(pathlib.Path(betas_dir).expanduser().resolve()),
@@ -158,10 +166,12 @@ def build_brain(settings: dict, *, progress: bool = False) -> tuple[BrainData, l
     progress=progress,
   )
   after = file_manifest(files)
-  if after != before:
+  for entry in after:  # for the opt-in content check (config.brain.cache_check="content")
+    entry["sha256"] = provenance.file_digest(entry["path"])
+  if [{k: v for k, v in a.items() if k != "sha256"} for a in after] != before:
     changed = [a["path"] for a, b in zip(after, before) if a != b]
     raise StaleCacheError(f"source file(s) changed while being read: {changed}; run the prepare step again")
-  return brain, before
+  return brain, after
 
 
 def save_cache(path: str | os.PathLike, brain: BrainData, settings: dict, manifest: list[dict]) -> None:
@@ -191,7 +201,9 @@ def save_cache(path: str | os.PathLike, brain: BrainData, settings: dict, manife
       )
 
 
-def _stale_reasons(manifest: list[dict], current: list[pathlib.Path]) -> list[str]:
+def _stale_reasons(manifest: list[dict], current: list[pathlib.Path], content: bool = False) -> list[str]:
+  """Why the cache's source files no longer match: by size and modification time (a file edited with its mtime
+  restored is not detected), and with content=True also by the SHA-256 of each file's bytes."""
   reasons = []
   recorded = {m["path"]: m for m in manifest}
   for p in current:
@@ -210,10 +222,13 @@ def _stale_reasons(manifest: list[dict], current: list[pathlib.Path]) -> list[st
         f"{p}: modified {time.ctime(st.st_mtime_ns / 1e9)}, cache built from the version of "
         f"{time.ctime(m['mtime_ns'] / 1e9)}"
       )
+    elif content and m.get("sha256") != provenance.file_digest(p):
+      what = "content differs" if m.get("sha256") else "the cache records no content digest (older brainalign)"
+      reasons.append(f"{p}: {what} (config.brain.cache_check='content')")
   return reasons
 
 
-def load_cache(path: str | os.PathLike, settings: dict) -> BrainData:
+def load_cache(path: str | os.PathLike, settings: dict, *, content: bool = False) -> BrainData:
   """Reads a cache file and checks it against ``settings`` and the current source files.
 
   Raises:
@@ -222,35 +237,35 @@ def load_cache(path: str | os.PathLike, settings: dict) -> BrainData:
       message names every such file and how to rebuild.
   """
   path = pathlib.Path(path)
-  rebuild = (
-    "Rebuild it with `python main.py --mode=prepare` and the same --config flags (this reads the large files again)."
-  )
+  rebuild = REBUILD_HINT
+  if not path.exists():
+    raise FileNotFoundError(path)
   try:
     with np.load(path, allow_pickle=False) as z:
       arrays = {k: z[k] for k in z.files}
     meta = json.loads(str(arrays["meta"]))
-  except FileNotFoundError:
-    raise
-  except (OSError, ValueError, KeyError) as e:
-    raise StaleCacheError(f"{path}: unreadable prepared-brain cache ({e}). {rebuild}") from e
+  except Exception as e:  # zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError: a damaged file
+    raise StaleCacheError(
+      f"{path}: the prepared brain cache is damaged ({type(e).__name__}: {e})", hint=rebuild
+    ) from None
   if meta.get("settings") != settings:
-    raise StaleCacheError(f"{path}: built with settings {meta.get('settings')}, expected {settings}. {rebuild}")
+    raise StaleCacheError(f"{path}: built with settings {meta.get('settings')}, expected {settings}", hint=rebuild)
   try:
     current = source_files(settings)
   except FileNotFoundError as e:
-    raise StaleCacheError(f"{path}: cannot check the cache against its source files: {e}. {rebuild}") from e
-  reasons = _stale_reasons(meta["manifest"], current)
+    raise StaleCacheError(f"{path}: cannot check the cache against its source files: {e}", hint=rebuild) from e
+  reasons = _stale_reasons(meta["manifest"], current, content)
   if reasons:
     raise StaleCacheError(
-      f"{path}: stale prepared-brain cache; its source files changed since it was built:\n  "
-      + "\n  ".join(reasons)
-      + f"\n{rebuild}"
+      f"{path}: stale prepared-brain cache; its source files changed since it was built:\n  " + "\n  ".join(reasons),
+      hint=rebuild,
     )
   if "exemplars" not in arrays:  # written before exemplar lists were cached
     if settings["selection"] != "first_exemplar":
       raise StaleCacheError(
         f"{path}: prepared-brain cache without the exemplar lists and trial runs that "
-        f"selection {settings['selection']!r} needs (written by an older brainalign). {rebuild}"
+        f"selection {settings['selection']!r} needs (written by an older brainalign)",
+        hint=rebuild,
       )
     arrays.update(
       trial_runs=arrays["runs"][..., None],
@@ -301,14 +316,17 @@ def load_brain(brain_config: Any, betas_dir: str | os.PathLike, *, rebuild_stale
   """
   mode = brain_config.get("prepared", "auto")
   if mode not in PREPARED_MODES:
-    raise ValueError(f"config.brain.prepared must be one of {list(PREPARED_MODES)}, got {mode!r}")
+    raise ConfigError(f"config.brain.prepared must be one of {list(PREPARED_MODES)}, got {mode!r}")
   settings = brain_settings(brain_config, betas_dir)
   if mode == "off":
     return build_brain(settings)[0]
   path = cache_path(brain_config.cache_dir, settings)
   if path.exists():
     try:
-      brain = load_cache(path, settings)
+      check = brain_config.get("cache_check", "stat")
+      if check not in CACHE_CHECKS:
+        raise ConfigError(f"config.brain.cache_check={check!r}; expected one of {list(CACHE_CHECKS)}")
+      brain = load_cache(path, settings, content=check == "content")
       logging.info("Brain RDMs from the prepared cache %s", path)
       return brain
     except StaleCacheError as e:
@@ -317,8 +335,8 @@ def load_brain(brain_config: Any, betas_dir: str | os.PathLike, *, rebuild_stale
       logging.warning("Rebuilding the prepared cache (small simulated files): %s", e)
   elif mode == "require":
     raise StaleCacheError(
-      f"no prepared-brain cache {path} for these settings ({settings}); create it with "
-      "`python main.py --mode=prepare` and the same --config flags"
+      f"no prepared-brain cache {path} for these settings (config.brain.prepared='require')",
+      hint="create it with `python main.py --mode=prepare` and the same --config flags as this command",
     )
   logging.info("No prepared cache for these settings yet: reading the source files once and writing %s", path)
   brain, manifest = build_brain(settings)

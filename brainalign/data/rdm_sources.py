@@ -37,13 +37,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from brainalign.data.brain import BrainData
+from brainalign.errors import DataError, MissingFileError
 
 __all__ = ["RdmFormatError", "read_stimulus_list", "load_rdms", "SESSION_MODES"]
 
 SESSION_MODES = ("average", "separate")
 
 
-class RdmFormatError(ValueError):
+class RdmFormatError(DataError):
   """An RDM file does not have the expected structure; the message names the file and field."""
 
 
@@ -55,7 +56,7 @@ def read_stimulus_list(path: str | os.PathLike) -> tuple[str, ...]:
   """
   path = pathlib.Path(path)
   if not path.is_file():
-    raise FileNotFoundError(
+    raise MissingFileError(
       f"stimulus list {path} does not exist (expected one image file name per line, in RDM row order)"
     )
   names = tuple(
@@ -272,7 +273,7 @@ def load_rdms(
   """
   path = pathlib.Path(path).expanduser()
   if not path.is_file():
-    raise FileNotFoundError(f"RDM file {path} does not exist (config.brain.rdms_path)")
+    raise MissingFileError(f"RDM file {path} does not exist (config.brain.rdms_path)")
   if sessions not in SESSION_MODES:
     raise ValueError(f"sessions must be one of {SESSION_MODES}, got {sessions!r}")
   suffix = path.suffix.lower()

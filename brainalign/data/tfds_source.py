@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from brainalign.data.training_sets import SourceInfo, Split, fingerprint_files, records_to_arrays
+from brainalign.errors import DataError, MissingDependencyError, MissingFileError
 
 TFDS_NAME = "cifar10"
 TFDS_RANDOM_ACCESS_FORMATS = ("array_record", "parquet")  # what tfds.data_source can read
@@ -34,11 +35,11 @@ def import_tfds():
   try:
     import tensorflow_datasets as tfds
   except ImportError as e:
-    raise ImportError(
-      "data.source='cifar10_tfds' needs tensorflow-datasets, an optional dependency of the paper config: "
-      "pip install -r requirements-paper.txt (TensorFlow itself is not needed to read prepared data). "
-      f"Import error: {e}"
-    ) from e
+    raise MissingDependencyError(
+      f"config.data.source='cifar10_tfds' needs tensorflow-datasets, an optional package ({e})",
+      hint="pip install -r requirements-paper.txt (TensorFlow itself is not needed), or use "
+      "--config.data.source=npz with an .npz export of CIFAR-10",
+    ) from None
   return tfds
 
 
@@ -54,7 +55,7 @@ def record_positions(ids: Sequence[bytes | str], split: str, *, where: str) -> n
   for k, raw in enumerate(ids):
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
     if not (text.startswith(prefix) and text[len(prefix) :].isdigit()):
-      raise ValueError(
+      raise DataError(
         f"{where}: record {k}, field 'id': expected '{prefix}NNNNN' (the image's index in the original CIFAR-10 "
         f"order, as tfds' cifar10 builder writes it), got {text!r}"
       )
@@ -63,7 +64,7 @@ def record_positions(ids: Sequence[bytes | str], split: str, *, where: str) -> n
   if not np.array_equal(np.sort(original), np.arange(n)):
     values, counts = np.unique(original, return_counts=True)
     dup, missing = values[counts > 1], np.setdiff1d(np.arange(n), original)
-    raise ValueError(
+    raise DataError(
       f"{where}: field 'id': expected each of {prefix}{0:05d}..{prefix}{n - 1:05d} once; {len(dup)} duplicated "
       f"(e.g. {dup[:3].tolist()}), {len(missing)} missing (e.g. {missing[:3].tolist()}), "
       f"{int(np.sum(original >= n))} out of range"
@@ -92,7 +93,7 @@ def _tfds_split(tfds, builder, split: str) -> Split:
       for i, rec in zip(chunk, records):
         got = rec["id"].decode() if isinstance(rec["id"], bytes) else str(rec["id"])
         if got != f"{split}_{i:05d}":
-          raise ValueError(f"{where}: record {positions[i]}, field 'id': expected {split}_{i:05d}, got {got!r}")
+          raise DataError(f"{where}: record {positions[i]}, field 'id': expected {split}_{i:05d}, got {got!r}")
       parts.append(records_to_arrays(records, where=where))
     if not parts:
       return records_to_arrays([], where=where)
@@ -118,7 +119,7 @@ def tfds_splits(data_dir: str | os.PathLike, *, name: str = TFDS_NAME) -> tuple[
   root = pathlib.Path(data_dir).expanduser()
   builder = tfds.builder(name, data_dir=str(root))
   if not builder.is_prepared():
-    raise FileNotFoundError(
+    raise MissingFileError(
       f"data.source='cifar10_tfds': {name} is not prepared in data.tfds_data_dir={str(root)!r} (no "
       f"{builder.data_dir}/dataset_info.json); brainalign never downloads it. "
       + TFDS_PREPARE_HELP.format(data_dir=root)
@@ -126,14 +127,14 @@ def tfds_splits(data_dir: str | os.PathLike, *, name: str = TFDS_NAME) -> tuple[
   fmt = getattr(builder.info.file_format, "value", str(builder.info.file_format))
   if fmt not in TFDS_RANDOM_ACCESS_FORMATS:
     new_dir = root.with_name(root.name + "_array_record")
-    raise ValueError(
+    raise DataError(
       f"data.source='cifar10_tfds': {builder.data_dir} holds {name} in the {fmt!r} format, which only TensorFlow "
       f"reads; brainalign reads {' or '.join(TFDS_RANDOM_ACCESS_FORMATS)}. Keep that folder and write an "
       f"array_record copy into a new data dir, {new_dir}. " + TFDS_PREPARE_HELP.format(data_dir=new_dir)
     )
   missing = [s for s in ("train", "test") if s not in builder.info.splits]
   if missing:
-    raise ValueError(f"{builder.data_dir}: split(s) {missing} missing; found {sorted(builder.info.splits)}")
+    raise DataError(f"{builder.data_dir}: split(s) {missing} missing; found {sorted(builder.info.splits)}")
   folder = pathlib.Path(builder.data_dir)
   info = SourceInfo(
     source="cifar10_tfds",

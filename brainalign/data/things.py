@@ -46,6 +46,7 @@ from absl import logging
 
 from brainalign.data.brain import BrainData
 from brainalign.data.things_writer import ROI_COLUMNS, SubjectFiles, subject_file_names
+from brainalign.errors import DataError, MissingFileError
 
 __all__ = [
   "ROI_DEFINITIONS",
@@ -98,7 +99,7 @@ SELECTIONS = ("first_exemplar", "concept_mean", "test_mean")
 ZSCORE_MODES = ("all", "run", "session")
 
 
-class ThingsFormatError(ValueError):
+class ThingsFormatError(DataError):
   """A THINGS-fMRI file does not have the expected structure or content.
 
   Every message names the file, the field/column and what was expected.
@@ -133,7 +134,7 @@ def find_subject_files(betas_dir: str | os.PathLike, subject: str) -> SubjectFil
         return SubjectFiles(subject, *paths)
       tried.extend(paths)
   listing = "\n".join(f"  {p} ({'exists' if p.is_file() else 'missing'})" for p in tried)
-  raise FileNotFoundError(
+  raise MissingFileError(
     f"THINGS-fMRI files of {subject} not found under {root}: need all three files of the public "
     f"or the reference name set. Paths tried:\n{listing}"
   )

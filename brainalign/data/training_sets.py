@@ -39,6 +39,8 @@ from typing import Any, TypedDict
 
 import numpy as np
 
+from brainalign.errors import ConfigError, DataError, MissingFileError
+
 ASSETS = pathlib.Path(__file__).resolve().parent / "assets"
 DEMO_BUNDLE = ASSETS / "fashion_mnist_demo.npz"
 FASHION_MNIST_CLASSES = (
@@ -152,7 +154,7 @@ def pad_to_rgb32(images: np.ndarray) -> np.ndarray:
 def load_demo_bundle() -> dict[str, np.ndarray]:
   """All arrays of the bundled Fashion-MNIST subset (see brainalign/data/assets/README.md)."""
   if not DEMO_BUNDLE.exists():
-    raise FileNotFoundError(
+    raise MissingFileError(
       f"The demo bundle {DEMO_BUNDLE} is missing; it is part of the repository "
       "(rebuild it with tools/make_demo_bundle.py)."
     )
@@ -169,7 +171,7 @@ def _channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _subset(rng: np.random.Generator, n_total: int, n: int) -> np.ndarray:
   """The first n of a permutation of range(n_total), sorted: [n] int64."""
   if n > n_total:
-    raise ValueError(f"data.num_train={n} exceeds the {n_total} images available")
+    raise ConfigError(f"data.num_train={n} exceeds the {n_total} images available")
   return np.sort(rng.permutation(n_total)[:n])
 
 
@@ -180,7 +182,7 @@ def per_seed_indices(seeds: Sequence[int], n_total: int, n: int) -> np.ndarray:
   its PyTorch stream cannot be replayed, so the draw is numpy's, reproducible from the seed alone).
   """
   if not len(seeds):
-    raise ValueError("data.subset='per_seed' needs the training seeds (config.seeds is empty)")
+    raise ConfigError("data.subset='per_seed' needs the training seeds (config.seeds is empty)")
   return np.stack([_subset(np.random.default_rng(int(s)), n_total, n) for s in seeds])
 
 
@@ -199,7 +201,7 @@ def records_to_arrays(records: Iterable[dict], *, where: str) -> tuple[np.ndarra
   for k, rec in enumerate(records):
     missing = [f for f in ("image", "label") if f not in rec]
     if missing:
-      raise ValueError(
+      raise DataError(
         f"{where}: record {k} lacks field(s) {missing}; expected 'image' and 'label' (found {sorted(rec)})"
       )
     img = rec["image"]
@@ -209,7 +211,7 @@ def records_to_arrays(records: Iterable[dict], *, where: str) -> tuple[np.ndarra
     img = np.asarray(img)
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[-1] != 3 or (images and img.shape != images[0].shape):
       want = f"{images[0].shape}" if images else "[H, W, 3]"
-      raise ValueError(f"{where}: record {k}, field 'image': expected uint8 {want}, got {img.dtype} {img.shape}")
+      raise DataError(f"{where}: record {k}, field 'image': expected uint8 {want}, got {img.dtype} {img.shape}")
     images.append(img)
     labels.append(int(np.asarray(rec["label"])))
   if not images:
@@ -238,17 +240,17 @@ def fingerprint_files(folder: str | os.PathLike, names: Sequence[str]) -> dict[s
 def _npz_source(path: pathlib.Path) -> tuple[Split, Split, str, SourceInfo]:
   """The .npz source (arrays taken to be in the original order)."""
   if not path.exists():
-    raise FileNotFoundError(
+    raise MissingFileError(
       f"data.path={str(path)!r} does not exist (expected an .npz with train_images, "
       "train_labels, test_images, test_labels; `python -m brainalign.data.cifar10 --npz=...` writes one)"
     )
   with np.load(path) as z:
     missing = [k for k in ("train_images", "train_labels", "test_images", "test_labels") if k not in z.files]
     if missing:
-      raise ValueError(f"{path}: missing arrays {missing}; found {z.files}")
+      raise DataError(f"{path}: missing arrays {missing}; found {z.files}")
     tr, ytr, te, yte = z["train_images"], z["train_labels"], z["test_images"], z["test_labels"]
   if tr.dtype != np.uint8 or tr.ndim != 4 or tr.shape[-1] != 3:
-    raise ValueError(f"{path}: train_images must be uint8 [N, H, W, 3], got {tr.dtype} {tr.shape}")
+    raise DataError(f"{path}: train_images must be uint8 [N, H, W, 3], got {tr.dtype} {tr.shape}")
   info = SourceInfo(
     source="npz",
     name=path.name,
@@ -287,7 +289,7 @@ def _open_source(data_config: Any) -> tuple[Split, Split, str, SourceInfo]:
     from brainalign.data import tfds_source
 
     return tfds_source.tfds_splits(data_config.get("tfds_data_dir", "~/tensorflow_datasets"))
-  raise ValueError(f"Unknown data.source {source!r}; valid: fashion_mnist_demo, npz, cifar10_tfds")
+  raise ConfigError(f"Unknown data.source {source!r}; valid: fashion_mnist_demo, npz, cifar10_tfds")
 
 
 def load_training_set(data_config: Any, seeds: Sequence[int] = ()) -> TrainingSet:
@@ -304,11 +306,16 @@ def load_training_set(data_config: Any, seeds: Sequence[int] = ()) -> TrainingSe
   """
   subset = data_config.get("subset", "shared")
   if subset not in SUBSETS:
-    raise ValueError(f"data.subset must be one of {SUBSETS}, got {subset!r}")
+    raise ConfigError(f"data.subset must be one of {SUBSETS}, got {subset!r}")
   train, test, name, info = _open_source(data_config)
   rng = np.random.default_rng(data_config.subset_seed)
   itr = _subset(rng, train.size, data_config.num_train)
-  ite = _subset(rng, test.size, min(data_config.num_test, test.size))
+  if data_config.num_test > test.size:
+    raise ConfigError(
+      f"config.data.num_test={data_config.num_test} exceeds the {test.size} test images of {name}; expected at "
+      f"most {test.size}"
+    )
+  ite = _subset(rng, test.size, data_config.num_test)
   te, yte = test.take(ite)
   if subset == "shared":
     tr, ytr = train.take(itr)
@@ -325,7 +332,7 @@ def load_training_set(data_config: Any, seeds: Sequence[int] = ()) -> TrainingSe
   elif data_config.normalization == "cifar10":
     mean, std = np.asarray(CIFAR10_MEAN, np.float32), np.asarray(CIFAR10_STD, np.float32)
   else:
-    raise ValueError(f"Unknown data.normalization {data_config.normalization!r}; valid: train_set, cifar10")
+    raise ConfigError(f"Unknown data.normalization {data_config.normalization!r}; valid: train_set, cifar10")
   return TrainingSet(
     tr,
     ytr.astype(np.int32),

@@ -100,7 +100,8 @@ def partial_forms(stats_config: Any) -> tuple[str, ...]:
   return forms
 
 
-def _validate(s: ml_collections.ConfigDict) -> None:
+def validate(s: ml_collections.ConfigDict) -> None:
+  """ConfigError for the first invalid key of a stats block."""
   if s.comparator not in stats.COMPARATORS:
     raise ConfigError(f"config.stats.comparator={s.comparator!r}; expected one of {stats.COMPARATORS}")
   check_family(str(s.family))
@@ -127,5 +128,5 @@ def resolve(run_stats: Mapping, overrides: Mapping | None) -> tuple[ml_collectio
   source = {k: ("override" if k in given and canonical(given[k]) != canonical(base[k]) else "run") for k in base}
   base.update(given)
   settings = ml_collections.ConfigDict(base)
-  _validate(settings)
+  validate(settings)
   return settings, source
