@@ -285,3 +285,27 @@ def test_tfds_errors_give_the_verified_command_with_one_folder(data, converted, 
   assert "holds cifar10 in the 'tfrecord' format, which only TensorFlow reads" in msg
   assert f"--data_dir={new}\n" in msg and f"--config.data.tfds_data_dir={new} " in msg
   assert f"--data_dir={old}\n" not in msg and f"tfds_data_dir={old} " not in msg
+
+
+def test_a_run_on_the_converted_dataset_trains_and_lists_each_seeds_images(data, converted, tmp_path):
+  """The pipeline trains on the converted dataset (data.source=cifar10_tfds) and its outputs list, per seed,
+  the original-order indices numpy's draw gives, and the source's name, version and file fingerprints."""
+  import pandas as pd
+  import rdm_fixture
+
+  from brainalign import pipeline
+
+  _, data_dir = converted
+  rdm = rdm_fixture.write(tmp_path / "rdm")
+  c = rdm_fixture.config(rdm, tmp_path / "cache", rules=("random", "bp"))
+  c.data.update(source="cifar10_tfds", tfds_data_dir=str(data_dir), num_train=16, num_test=8, normalization="cifar10")
+  c.train.batch_size = 8
+  out = pipeline.run(c, str(tmp_path / "run"))
+  assert out["work"]["bp"]["epochs_trained"] == 1
+  idx = pd.read_csv(tmp_path / "run" / "results" / "train_indices.csv")
+  for seed in c.seeds:
+    np.testing.assert_array_equal(idx[idx.seed == seed]["index"].to_numpy(), _draw(seed, 32, 16))
+  info = json.loads((tmp_path / "run" / "run_info.json").read_text())["train_data_source"]
+  assert info["name"] == "cifar10" and info["version"] == "3.0.2" and info["files"]
+  tr = pd.read_csv(tmp_path / "run" / "results" / "training.csv")
+  assert np.isfinite(tr[tr.epoch == 1].test_accuracy).all()
