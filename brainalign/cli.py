@@ -52,6 +52,21 @@ def _define(fv: flags.FlagValues, argv: list[str]) -> dict:
     "traceback": flags.DEFINE_bool(
       "traceback", False, "Show the Python traceback of a user error too.", flag_values=fv
     ),
+    "distributed": flags.DEFINE_bool(
+      "distributed",
+      False,
+      "Run as one process of several (jax.distributed.initialize): the coordinator address, "
+      "process count and id come from the three flags below, or JAX detects them from the cluster environment "
+      "(SLURM, Cloud TPU, ...). Every process runs the same command; only process 0 writes files.",
+      flag_values=fv,
+    ),
+    "coordinator_address": flags.DEFINE_string(
+      "coordinator_address", None, "host:port of process 0 (implies --distributed).", flag_values=fv
+    ),
+    "num_processes": flags.DEFINE_integer("num_processes", None, "Number of processes.", flag_values=fv),
+    "process_id": flags.DEFINE_integer(
+      "process_id", None, "This process's id, 0 .. num_processes - 1.", flag_values=fv
+    ),
     "config": config_flags.DEFINE_config_file(
       "config",
       DEFAULT_CONFIG,
@@ -162,6 +177,10 @@ def main(argv: list[str] | None = None, *, stdout: TextIO | None = None, stderr:
   try:
     opts = _parse(argv)
     show_traceback = opts["traceback"] or flags.FLAGS["verbosity"].value >= 1
+    if opts["distributed"] or opts["coordinator_address"]:
+      from brainalign import devices
+
+      devices.initialize(opts["coordinator_address"], opts["num_processes"], opts["process_id"])
     absl_logging.use_absl_handler()
     # Orbax logs every checkpoint step at INFO; keep brainalign's own progress readable.
     absl_logging.get_absl_handler().addFilter(lambda record: "orbax" not in record.pathname)

@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from brainalign import devices
+
 BN_MODES = ("running", "batch")
 
 
@@ -47,7 +49,9 @@ def segment_mean(features: jax.Array, segments: np.ndarray, num_segments: int) -
   return jnp.swapaxes(sums / jnp.asarray(counts, x.dtype)[:, None, None], 0, 1)
 
 
-def make_extractor(model: Any, *, bn_mode: str, batch_size: int, rule_features: Callable | None = None) -> Callable:
+def make_extractor(
+  model: Any, *, bn_mode: str, batch_size: int, rule_features: Callable | None = None, mesh: Any = None
+) -> Callable:
   """Returns extract(params, batch_stats, images, rule_state=None, segments=None) -> {layer: np.ndarray [S, n, d]}.
 
   Args:
@@ -56,9 +60,11 @@ def make_extractor(model: Any, *, bn_mode: str, batch_size: int, rule_features: 
     batch_size: images per forward pass (the reference batch in "batch" mode; memory only in "running").
     rule_features: a rule's own fn(variables, images, bn_batch_stats) -> {layer: [B, d]} (e.g. predictive
       coding's inference loop), or None for the plain forward pass.
+    mesh: the seed mesh (brainalign.devices) the parameters are split over, or None (one device).
   The returned fn takes params/batch_stats (and optionally the rule state, which rule_features may need)
-  with a leading [S] seed axis and images [n, R, R, 3] (normalised, host or device) and runs one vmapped
-  forward pass per chunk (dropout always off). segments: None (one image per stimulus, n = images) or [m] int
+  with a leading [S] seed axis and images [n, R, R, 3] (normalised, host or device) and runs one compiled
+  forward pass per chunk, seed by seed (`devices.per_seed`: the same numbers on any number of devices; dropout
+  always off). segments: None (one image per stimulus, n = images) or [m] int
   RDM row of each of the m images: the features returned are then the per-row means (`segment_mean`), with
   n = max(segments) + 1.
   """
@@ -76,7 +82,7 @@ def make_extractor(model: Any, *, bn_mode: str, batch_size: int, rule_features: 
       _, feats = model.apply(variables, images, train=False)
     return feats
 
-  forward = jax.jit(jax.vmap(one_seed, in_axes=(0, 0, None, 0)))
+  forward = devices.per_seed(lambda one, shared: one_seed(one[0], one[1], shared[0], one[2]), mesh)
 
   def extract(params, batch_stats, images, rule_state=None, segments=None) -> dict[str, np.ndarray]:
     n = images.shape[0]
@@ -86,12 +92,12 @@ def make_extractor(model: Any, *, bn_mode: str, batch_size: int, rule_features: 
       real = chunk.shape[0]
       if not use_batch and real < batch_size:
         chunk = np.concatenate([chunk, np.zeros((batch_size - real,) + chunk.shape[1:], chunk.dtype)])
-      feats = forward(params, batch_stats, jnp.asarray(chunk), rule_state)
+      feats = forward((params, batch_stats, rule_state), (chunk,))  # host chunk: replicated to the seeds' devices
       outs.append({k: v[:, :real] for k, v in feats.items()})
     joined = jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=1), *outs)
     if segments is not None:
       n_rows = int(np.max(segments)) + 1
       joined = {k: segment_mean(v, segments, n_rows) for k, v in joined.items()}
-    return {k: np.asarray(v) for k, v in jax.device_get(joined).items()}
+    return {k: np.asarray(v) for k, v in devices.gather(joined).items()}
 
   return extract

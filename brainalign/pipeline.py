@@ -16,12 +16,11 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 from absl import logging
 
-from brainalign import figures, io, probe, provenance, results, rsa, rule_run, stages, store, validate
+from brainalign import devices, figures, io, probe, provenance, results, rsa, rule_run, stages, store, validate
 from brainalign.data import training_sets
 from brainalign.models import READOUT_LAYERS
 
@@ -42,7 +41,7 @@ def _rule_rdms(
       for m in su.milestones:
         z = store.read_features(store.feature_path(workdir, su.name, m))
         loaded.append(z)
-    per_layer = [jnp.asarray(np.stack([f[f"{res}px/{layer}"] for f in loaded], axis=1)) for layer in READOUT_LAYERS]
+    per_layer = [np.stack([f[f"{res}px/{layer}"] for f in loaded], axis=1) for layer in READOUT_LAYERS]  # [S, M, n, d]
     degenerate = [layer for layer, x in zip(READOUT_LAYERS, per_layer) if bool(np.any(rsa.constant_rows(x)))]
     if degenerate:
       logging.warning(
@@ -52,18 +51,18 @@ def _rule_rdms(
         res,
         degenerate,
       )
-    vectors = np.asarray(jax.device_get(rsa.model_rdms(per_layer, config.eval.rdm_metric)), np.float32)
-    store.write_rdms(
-      path,
-      vectors,
-      fingerprint=fingerprint,
-      seeds=np.asarray(config.seeds),
-      epochs=np.asarray(su.milestones),
-      layers=np.asarray(READOUT_LAYERS),
-      stimuli=np.asarray(probe_set.brain.stimuli),
-      metric=np.asarray(config.eval.rdm_metric),
-      data=np.asarray(probe_set.data),
-    )
+    placed = [devices.put(x, su.mesh.seeds) for x in per_layer]  # each device builds its own seeds' RDMs
+    vectors = np.asarray(devices.gather(rsa.model_rdms(placed, config.eval.rdm_metric, mesh=su.mesh.mesh)), np.float32)
+    if devices.is_writer():
+      labels = dict(
+        seeds=config.seeds,
+        epochs=su.milestones,
+        layers=READOUT_LAYERS,
+        stimuli=probe_set.brain.stimuli,
+        metric=config.eval.rdm_metric,
+        data=probe_set.data,
+      )
+      store.write_rdms(path, vectors, fingerprint=fingerprint, **{k: np.asarray(v) for k, v in labels.items()})
     out[res] = vectors
   return out
 
@@ -72,13 +71,15 @@ def alignment_for_rule(config: Any, su: rule_run.RuleSetup, rdms: dict, probe_se
   """RSA of every (seed, milestone, layer) against every (ROI, subject): one compiled call per resolution and
   pair set, on the stored model RDMs."""
   frames = []
+  mesh = su.mesh
   for res, vectors in rdms.items():
-    dev = jnp.asarray(vectors)
+    dev = devices.put(vectors, mesh.seeds)  # model rows split by seed, the brain side replicated
     for pairs_name, flat in probe_set.flat.items():
-      rho = rsa.spearman_at(dev, probe_set.brain_ranks[pairs_name], flat)
+      ranks = devices.put(np.asarray(probe_set.brain_ranks[pairs_name]), mesh.replicated)
+      rho = rsa.spearman_at(dev, ranks, np.asarray(flat), mesh=mesh.mesh)
       frames.append(
         results.alignment_frame(
-          np.asarray(jax.device_get(rho)),
+          np.asarray(devices.gather(rho)),
           data=probe_set.data,
           rule=su.name,
           seeds=list(config.seeds),
@@ -162,7 +163,7 @@ def _versions() -> dict:
   }
 
 
-def _run_info(config, training, probe_set, all_stages, results_fp) -> dict:
+def _run_info(config, training, probe_set, all_stages, results_fp, mesh) -> dict:
   bn_note = (
     "BN running statistics at extraction (correct)"
     if config.eval.bn_mode == "running"
@@ -184,14 +185,16 @@ def _run_info(config, training, probe_set, all_stages, results_fp) -> dict:
     "train_data_source": training.source_info,
     "bn_mode": bn_note,
     "versions": _versions(),
+    "mesh": mesh.info,
     "stages": {s.name: s.fingerprint for s in all_stages},
     "results_fingerprint": results_fp,
   }
 
 
-def _prepare_workdir(config, workdir, training, probe_set, setups, overwrite) -> tuple[dict, str]:
+def _prepare_workdir(config, workdir, training, probe_set, setups, overwrite, mesh) -> tuple[dict, str]:
   """Compares the command's stages with the workdir's records (refusing or discarding stale ones), then writes
-  the records, the probe store and run_info.json. Returns ({rule: (train, features, rdms)}, results fingerprint)."""
+  the records, the probe store and run_info.json (process 0). Returns ({rule: (train, features, rdms)}, results
+  fingerprint)."""
   stimuli = stages.stimulus_inputs(probe_set)
   per_rule = {
     name: stages.rule_stages(
@@ -203,11 +206,26 @@ def _prepare_workdir(config, workdir, training, probe_set, setups, overwrite) ->
   mismatches = provenance.check(workdir, all_stages)
   if mismatches and not overwrite:
     provenance.raise_on_mismatch(workdir, mismatches)
+  results_fp = stages.results_fingerprint(config, all_stages)
+  devices.barrier("checked")  # every process has read the records before process 0 changes them
+  if devices.is_writer():
+    _write_workdir(
+      workdir,
+      mismatches,
+      all_stages,
+      probe_set,
+      results_fp,
+      _run_info(config, training, probe_set, all_stages, results_fp, mesh),
+    )
+  devices.barrier("prepared")
+  return per_rule, results_fp
+
+
+def _write_workdir(workdir, mismatches, all_stages, probe_set, results_fp, run_info) -> None:
   if mismatches:
+    removed = provenance.discard(workdir, mismatches)
     logging.warning(
-      "--overwrite: discarding the stale stages %s (removed %s)",
-      [m.stage.name for m in mismatches],
-      provenance.discard(workdir, mismatches),
+      "--overwrite: discarded the stale stages %s (removed %s)", [m.stage.name for m in mismatches], removed
     )
   workdir.mkdir(parents=True, exist_ok=True)
   for path in store.clean_temporaries(workdir):
@@ -215,13 +233,11 @@ def _prepare_workdir(config, workdir, training, probe_set, setups, overwrite) ->
   provenance.write_records(workdir, all_stages)
   if store.stored_fingerprint(workdir / store.PROBE) != all_stages[0].fingerprint:
     store.write_probe(workdir, probe_set, all_stages[0].fingerprint)
-  results_fp = stages.results_fingerprint(config, all_stages)
   report_info = workdir / "report" / "report_info.json"
   if report_info.exists() and json.loads(report_info.read_text()).get("results_fingerprint") != results_fp:
     shutil.rmtree(workdir / "report")
     logging.warning("Removed %s: it was made from other results; run --mode=report again", workdir / "report")
-  io.write_json(_run_info(config, training, probe_set, all_stages, results_fp), workdir / store.RUN_INFO)
-  return per_rule, results_fp
+  io.write_json(run_info, workdir / store.RUN_INFO)
 
 
 def _write_figures(config, tables, probe_set, workdir) -> None:
@@ -239,34 +255,41 @@ def _write_figures(config, tables, probe_set, workdir) -> None:
       )
 
 
+def _write_results(tables: dict, setups: dict, workdir: pathlib.Path, results_fp: str) -> None:
+  for name, df in tables.items():
+    io.write_csv(df, workdir / "results" / f"{name}.csv")
+  # which variant each rule ran, and whether it reproduces a defective reference rule
+  io.write_json({n: su.rule.description for n, su in setups.items()}, workdir / "results" / "rules.json")
+  digests = {f"{n}.csv": provenance.file_digest(workdir / "results" / f"{n}.csv") for n in tables}
+  io.write_json({"results_fingerprint": results_fp, "files": digests}, workdir / "results" / "manifest.json")
+
+
 def run(
   config: Any, workdir: str, *, overwrite: bool = False, on_epoch: Callable[[str, int], None] | None = None
 ) -> dict:
   """Runs the configured study end to end; returns {table name: DataFrame} plus "work" (what was computed).
 
   overwrite: discard the stages of the workdir whose inputs differ from this command's (default: refuse).
-  on_epoch: on_epoch(rule, epoch) after each trained epoch's log, before its checkpoint (for tests)."""
+  on_epoch: on_epoch(rule, epoch) after each trained epoch's log, before its checkpoint (for tests).
+  With several processes (brainalign.devices) every process runs this; only process 0 writes files."""
   workdir = pathlib.Path(workdir).expanduser().resolve()
   validate.config(config)  # nothing is read or written before the config, the outputs and the inputs check out
   validate.outputs(config, workdir)
   training = training_sets.load_training_set(config.data, seeds=config.seeds)
   validate.brain_inputs(config)  # before any voxel row is read
   probe_set = probe.load_probe(config, mean=training.mean, std=training.std)
-  setups = {name: rule_run.setup(config, name, training) for name in config.rules}
-  per_rule, results_fp = _prepare_workdir(config, workdir, training, probe_set, setups, overwrite)
+  mesh = devices.seed_mesh(len(config.seeds), int(config.mesh.seeds))
+  setups = {name: rule_run.setup(config, name, training, mesh) for name in config.rules}
+  per_rule, results_fp = _prepare_workdir(config, workdir, training, probe_set, setups, overwrite, mesh)
   logging.info("Data: %s", probe_set.description)
+  logging.info("Devices: %s", mesh.info["note"])
 
   work, alignment, training_rows, diagnostic_rows = {}, [], [], []
   for name, su in setups.items():
     train_stage, feature_stage, rdm_stage = per_rule[name]
+    fingerprints = {"train": train_stage.fingerprint, "features": feature_stage.fingerprint}
     work[name] = rule_run.train_and_extract(
-      config,
-      su,
-      workdir,
-      training,
-      probe_set,
-      on_epoch=on_epoch,
-      fingerprints={"train": train_stage.fingerprint, "features": feature_stage.fingerprint},
+      config, su, workdir, training, probe_set, on_epoch=on_epoch, fingerprints=fingerprints
     )
     rdms = _rule_rdms(config, su, workdir, probe_set, rdm_stage.fingerprint)
     alignment.append(alignment_for_rule(config, su, rdms, probe_set))
@@ -279,18 +302,10 @@ def run(
   }
   tables["summary"] = results.summarize(tables["alignment"])
   tables["train_indices"] = indices_table(config, training)
-  for name, df in tables.items():
-    io.write_csv(df, workdir / "results" / f"{name}.csv")
-  # which variant each rule ran, and whether it reproduces a defective reference rule
-  io.write_json({n: su.rule.description for n, su in setups.items()}, workdir / "results" / "rules.json")
-  io.write_json(
-    {
-      "results_fingerprint": results_fp,
-      "files": {f"{n}.csv": provenance.file_digest(workdir / "results" / f"{n}.csv") for n in tables},
-    },
-    workdir / "results" / "manifest.json",
-  )
-  _write_figures(config, tables, probe_set, workdir)
-  logging.info("Results written to %s", workdir / "results")
+  if devices.is_writer():
+    _write_results(tables, setups, workdir, results_fp)
+    _write_figures(config, tables, probe_set, workdir)
+    logging.info("Results written to %s", workdir / "results")
+  devices.barrier("results")
   tables["work"] = work
   return tables

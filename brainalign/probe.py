@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from brainalign import provenance, rsa, stats
+from brainalign import devices, provenance, rsa, stats
 from brainalign.data import demo, images, prepare, rdm_sources, things
 from brainalign.data.brain import BrainData
 from brainalign.errors import ConfigError, DataError, MissingFileError
@@ -75,7 +75,10 @@ def resolve_source(brain_config: Any) -> tuple[str, str, str]:
   if source not in DATA_LABELS:
     raise ConfigError(f"config.brain.source must be one of {sorted(DATA_LABELS)}, got {source!r}")
   if source == "simulated":
-    paths = demo.prepare_demo(brain_config.cache_dir, brain_config.simulation)
+    if devices.is_writer():  # with several processes, process 0 writes the demo data, the others then read it
+      demo.prepare_demo(brain_config.cache_dir, brain_config.simulation)
+    devices.barrier("demo-data")
+    paths = demo.prepare_demo(brain_config.cache_dir, brain_config.simulation)  # written: returns the folders
     return DATA_LABELS[source], str(paths.betas_dir), str(paths.images_dir)
   if source == "rdms":
     _require(

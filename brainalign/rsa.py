@@ -357,9 +357,8 @@ def rsa_grid(
   return _rsa_grid(features, brain_ranks, i, j, metric=metric)
 
 
-@functools.partial(jax.jit, static_argnames=("metric",))
-def _model_rdms(features, i, j, metric):
-  """Jitted body of `model_rdms` (one cell of the leading axes at a time on CPU, as `_rsa_grid`)."""
+def _model_rdms_impl(features, i, j, metric):
+  """Body of `model_rdms` (one cell of the leading axes at a time on CPU, as `_rsa_grid`)."""
   lead, n = features[0].shape[:-2], features[0].shape[-2]
   flat = tuple(f.reshape(-1, n, f.shape[-1]) for f in features)
 
@@ -370,26 +369,7 @@ def _model_rdms(features, i, j, metric):
   return vectors.reshape(*lead, *vectors.shape[1:])
 
 
-def model_rdms(features: Sequence[jax.Array], metric: str = "correlation") -> jax.Array:
-  """Model RDMs of every layer over all pairs, for every cell of the leading axes, in one compiled call.
-
-  Args:
-    features: one array per layer, [..., n, d_l] each, with the same leading axes and n.
-    metric: one of `METRICS` (static).
-  Returns:
-    [..., L, P] float32 upper triangles in `pair_indices(n)` order, P = n (n - 1) / 2.
-  """
-  if metric not in METRICS:
-    raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
-  features = tuple(features)
-  if not features or len({f.shape[:-1] for f in features}) != 1:
-    raise ValueError(f"need at least one layer, all with the same [..., n] axes; got {[f.shape for f in features]}")
-  i, j = pair_indices(features[0].shape[-2])
-  return _model_rdms(features, jnp.asarray(i), jnp.asarray(j), metric=metric)
-
-
-@jax.jit
-def _spearman_at(vectors, brain_ranks, flat):
+def _spearman_at_impl(vectors, brain_ranks, flat):
   lead = vectors.shape[:-2]
   cells = vectors.reshape(-1, *vectors.shape[-2:])
 
@@ -400,7 +380,48 @@ def _spearman_at(vectors, brain_ranks, flat):
   return rho.reshape(*lead, *rho.shape[1:])
 
 
-def spearman_at(vectors: jax.Array, brain_ranks: jax.Array, flat: jax.Array) -> jax.Array:
+_model_rdms = jax.jit(_model_rdms_impl, static_argnames=("metric",))
+_spearman_at = jax.jit(_spearman_at_impl)
+
+
+@functools.lru_cache(maxsize=32)
+def _per_device(mesh, kind: str, metric: str = ""):
+  """The compiled call of `kind` with its leading (seed) axis split over `mesh` (`jax.shard_map`): each device
+  computes the cells of its own seeds; everything else is replicated."""
+  from jax.sharding import PartitionSpec as P
+
+  axis = mesh.axis_names[0]
+  if kind == "model_rdms":
+    fn = lambda features, i, j: _model_rdms_impl(features, i, j, metric)
+    specs = (P(axis), P(), P())  # every layer's features split on their first axis
+  else:
+    fn, specs = _spearman_at_impl, (P(axis), P(), P())
+  return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=P(axis)))
+
+
+def model_rdms(features: Sequence[jax.Array], metric: str = "correlation", mesh=None) -> jax.Array:
+  """Model RDMs of every layer over all pairs, for every cell of the leading axes, in one compiled call.
+
+  Args:
+    features: one array per layer, [..., n, d_l] each, with the same leading axes and n.
+    metric: one of `METRICS` (static).
+    mesh: a `jax.sharding.Mesh` whose one axis splits the first leading axis (seeds; brainalign.devices), or
+      None (one device). The features may already be placed on it.
+  Returns:
+    [..., L, P] float32 upper triangles in `pair_indices(n)` order, P = n (n - 1) / 2 (split like the input).
+  """
+  if metric not in METRICS:
+    raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
+  features = tuple(features)
+  if not features or len({f.shape[:-1] for f in features}) != 1:
+    raise ValueError(f"need at least one layer, all with the same [..., n] axes; got {[f.shape for f in features]}")
+  i, j = (jnp.asarray(a) for a in pair_indices(features[0].shape[-2]))
+  if mesh is not None and mesh.devices.size > 1:
+    return _per_device(mesh, "model_rdms", metric)(features, i, j)
+  return _model_rdms(features, i, j, metric=metric)
+
+
+def spearman_at(vectors: jax.Array, brain_ranks: jax.Array, flat: jax.Array, mesh=None) -> jax.Array:
   """Spearman rho of stored model RDMs against every (ROI, subject) on a pair subset, in one compiled call.
 
   Args:
@@ -408,6 +429,7 @@ def spearman_at(vectors: jax.Array, brain_ranks: jax.Array, flat: jax.Array) -> 
     brain_ranks: [S, R, P'] from `rank_brain` on the subset.
     flat: int [P'] positions of the subset's pairs in the all-pairs order (traced: a new subset of the same
       size does not recompile).
+    mesh: as in `model_rdms` (model rows split over its axis, the brain side replicated), or None.
   Returns:
     [..., L, R, S] rho; NaN for a model vector with NaN among the subset's pairs.
   """
@@ -416,6 +438,8 @@ def spearman_at(vectors: jax.Array, brain_ranks: jax.Array, flat: jax.Array) -> 
     raise ValueError(
       f"flat {flat.shape} vs brain ranks over {brain_ranks.shape[-1]} pairs: rank both on the same pairs"
     )
+  if mesh is not None and mesh.devices.size > 1:
+    return _per_device(mesh, "spearman_at")(vectors, brain_ranks, flat)
   return _spearman_at(jnp.asarray(vectors), brain_ranks, flat)
 
 

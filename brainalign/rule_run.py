@@ -13,12 +13,11 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from tqdm import tqdm
 
-from brainalign import checkpointing, features, io, models, rules, store, train
+from brainalign import checkpointing, devices, features, io, models, rules, store, train
 from brainalign.data import training_sets
 from brainalign.errors import ConfigError, TrainingDivergedError
 from brainalign.types import LearningRule
@@ -34,10 +33,11 @@ class RuleSetup:
   steps_per_epoch: int
   num_epochs: int  # 0 for a rule that never trains
   milestones: tuple[int, ...]  # epochs with a checkpoint and features (0 always; only 0 if it never trains)
+  mesh: devices.SeedMesh  # where the seeds live (brainalign.devices)
 
 
-def setup(config: Any, name: str, training: training_sets.TrainingSet) -> RuleSetup:
-  """Model and rule of `config.rule_configs[name]`, and its milestones (no arrays are created)."""
+def setup(config: Any, name: str, training: training_sets.TrainingSet, mesh: devices.SeedMesh) -> RuleSetup:
+  """Model and rule of `config.rule_configs[name]`, its milestones and seed mesh (no arrays are created)."""
   rc = config.rule_configs[name]
   model = models.create_model(config.model, conv_init=rc.conv_init, conv_bias=rc.conv_bias, pre_bn_relu=rc.pre_bn_relu)
   steps_per_epoch = training.num_train // config.train.batch_size
@@ -56,7 +56,7 @@ def setup(config: Any, name: str, training: training_sets.TrainingSet) -> RuleSe
       f"config.train.milestones {list(milestones)} go beyond config.train.num_epochs={num_epochs}; expected "
       "milestones between 0 and num_epochs"
     )
-  return RuleSetup(name, model, rule, steps_per_epoch, num_epochs, milestones)
+  return RuleSetup(name, model, rule, steps_per_epoch, num_epochs, milestones, mesh)
 
 
 def _wants_diagnostics(rule_config: Any) -> bool:
@@ -78,12 +78,9 @@ def _check_finite(metrics: dict, rule: str, epoch: int, seeds) -> None:
 
 
 def _restore_or_init(su: RuleSetup, seeds: list, training, manager) -> tuple[Any, int]:
-  init = jax.jit(
-    jax.vmap(
-      functools.partial(train.create_train_state, model=su.model, rule=su.rule, image_shape=training.image_shape)
-    )
-  )
-  state = init(jnp.asarray(train.seed_key_data(seeds)))
+  create = functools.partial(train.create_train_state, model=su.model, rule=su.rule, image_shape=training.image_shape)
+  init = jax.jit(jax.vmap(create), out_shardings=su.mesh.seeds)  # every seed's state on its own device
+  state = init(devices.put(train.seed_key_data(seeds), su.mesh.seeds))
   restored, state = checkpointing.restore_latest(manager, state)
   if restored is None:
     checkpointing.save(manager, 0, state)
@@ -117,7 +114,13 @@ def _epoch_runner(config: Any, su: RuleSetup, training) -> Callable:
     per_seed_data=training.per_seed,
     driver=config.train.epoch_driver,
     last_step=last_step,
+    shardings=(su.mesh.seeds, _data_sharding(su, training)),
   )
+
+
+def _data_sharding(su: RuleSetup, training) -> Any:
+  """Per-seed training data split like the seeds; data shared by all seeds replicated."""
+  return su.mesh.seeds if training.per_seed else su.mesh.replicated
 
 
 @dataclasses.dataclass
@@ -135,9 +138,15 @@ class _Outputs:
 
   def __post_init__(self):
     su, t = self.su, self.training
-    self.test_acc = train.make_test_accuracy(su.model, mean=t.mean, std=t.std, logits_fn=su.rule.logits)
+    self.test_acc = train.make_test_accuracy(
+      su.model, mean=t.mean, std=t.std, logits_fn=su.rule.logits, mesh=su.mesh.mesh
+    )
     self.extract = features.make_extractor(
-      su.model, bn_mode=self.config.eval.bn_mode, batch_size=self.config.eval.batch_size, rule_features=su.rule.features
+      su.model,
+      bn_mode=self.config.eval.bn_mode,
+      batch_size=self.config.eval.batch_size,
+      rule_features=su.rule.features,
+      mesh=su.mesh.mesh,
     )
 
   def log_epoch(self, epoch: int, st: Any, metrics: dict) -> None:
@@ -150,7 +159,8 @@ class _Outputs:
       "test_accuracy": acc.tolist(),
       **{k: np.asarray(v).tolist() for k, v in metrics.items()},
     }
-    io.write_json(record, store.log_path(self.workdir, self.su.name, epoch))
+    if devices.is_writer():
+      io.write_json(record, store.log_path(self.workdir, self.su.name, epoch))
 
   def save_features(self, epoch: int, st: Any) -> None:
     arrays = {}
@@ -158,15 +168,17 @@ class _Outputs:
       feats = self.extract(st.params, st.batch_stats, imgs, st.rule_state, segments=self.probe_set.segments)
       arrays.update({f"{res}px/{layer}": f.astype(np.float32) for layer, f in feats.items()})
     path = store.feature_path(self.workdir, self.su.name, epoch)
-    io.write_npz(path, fingerprint=np.asarray(self.fingerprints["features"]), **arrays)
+    if devices.is_writer():
+      io.write_npz(path, fingerprint=np.asarray(self.fingerprints["features"]), **arrays)
     self.features_extracted += 1
 
 
 def _train_epochs(config, su: RuleSetup, training, state, start: int, manager, out: _Outputs, on_epoch) -> None:
   seeds = [int(s) for s in config.seeds]
   run_epoch = _epoch_runner(config, su, training)
-  images_dev = jax.device_put(training.train_images)  # [N, H, W, 3], or [S, N, H, W, 3] per seed
-  labels_dev = jax.device_put(training.train_labels)
+  data = _data_sharding(su, training)
+  images_dev = devices.put(training.train_images, data)  # [N, H, W, 3], or [S, N, H, W, 3] split by seed
+  labels_dev = devices.put(training.train_labels, data)
   bar = tqdm(
     range(start + 1, su.num_epochs + 1),
     desc=f"{su.name} ({len(seeds)} seeds)",
@@ -220,6 +232,8 @@ def train_and_extract(
       out.log_epoch(0, state, {"loss": nan, "accuracy": nan})
     if su.num_epochs > start:
       _train_epochs(config, su, training, state, start, manager, out, on_epoch)
+    manager.wait_until_finished()
+    devices.barrier(f"trained-{su.name}")  # its logs and features are on disk for every process
     return {"epochs_trained": out.epochs_trained, "features_extracted": out.features_extracted}
   finally:  # also on errors: a manager left open makes Orbax's threads print tracebacks at exit
     manager.wait_until_finished()

@@ -484,8 +484,7 @@ def _finish(sims, lower, upper, model_bad, brain_bad, s_count):
 PLAN_MIN_RESAMPLES = 64
 
 
-@functools.partial(jax.jit, static_argnames=("n", "method", "batch_size", "model_chunk", "mean_rdm", "rank_plan"))
-def _bootstrap(
+def _bootstrap_impl(
   model_vectors, brain_vectors, i, j, resamples, *, n, method, batch_size, model_chunk, mean_rdm, rank_plan
 ):
   s_count = brain_vectors.shape[0]
@@ -507,6 +506,33 @@ def _bootstrap(
     )
 
   return lax.map(one, resamples, batch_size=batch_size)
+
+
+_bootstrap = jax.jit(
+  _bootstrap_impl, static_argnames=("n", "method", "batch_size", "model_chunk", "mean_rdm", "rank_plan")
+)
+
+
+@functools.lru_cache(maxsize=16)
+def _over_resamples(impl, mesh, n_args: int, **static):
+  """`impl` compiled with its last argument (the resamples [B, n]) split over `mesh`'s one axis and every other
+  argument replicated (`jax.shard_map`): each device evaluates its own resamples."""
+  from jax.sharding import PartitionSpec as P
+
+  axis = mesh.axis_names[0]
+  body = functools.partial(impl, **static)
+  specs = (P(),) * (n_args - 1) + (P(axis),)
+  return jax.jit(jax.shard_map(body, mesh=mesh, in_specs=specs, out_specs=P(axis)))
+
+
+def _split_resamples(run, resamples: jax.Array, mesh, *args):
+  """Runs run(*args, resamples) with the resamples split over `mesh` (padded with copies of row 0 to a multiple
+  of the device count, the padding dropped): the same rows, so the results equal one device's."""
+  b, size = resamples.shape[0], int(mesh.devices.size)
+  pad = -b % size
+  if pad:
+    resamples = jnp.concatenate([resamples, jnp.broadcast_to(resamples[:1], (pad, resamples.shape[1]))])
+  return jax.tree.map(lambda a: a[:b], run(*args, resamples))
 
 
 def draw_resamples(key: jax.Array, num_samples: int, n: int) -> jax.Array:
@@ -539,6 +565,7 @@ def bootstrap_rsa(
   model_chunk: int = 32,
   mean_rdm: bool = False,
   rank_plan: bool | None = None,
+  mesh=None,
 ) -> dict:
   """RSA of every model RDM vs every (ROI, subject) and the noise ceiling, on every resample, in one call.
 
@@ -562,6 +589,8 @@ def bootstrap_rsa(
     rank_plan: spearman / rho-a only: rank through a per-vector sort plan (`_rank_plan`; faster per
       resample, one sort per vector up front) instead of a histogram per resample; None = when there are at
       least `PLAN_MIN_RESAMPLES` resamples. Both give identical ranks.
+    mesh: a one-axis `jax.sharding.Mesh` (brainalign.devices.resample_mesh) to split the resamples over its
+      devices, or None; the rows and so the results are the same whatever the device count.
   Returns:
     {"rho": [B, V, R, S], "noise_lower": [B, R], "noise_upper": [B, R]} float32, plus "rho_mean_rdm"
     [B, V, R] if mean_rdm; NaN where a vector contains NaN (degenerate RDM) or a resample leaves no variance.
@@ -584,12 +613,7 @@ def bootstrap_rsa(
   if p >= 2**24 or _pool_bins(brain_vectors.shape[0], n * (n - 1) // 2) >= 2**31:
     raise ValueError(f"n={n} stimuli is too many for exact float32 ranks / int32 pooled keys")
   model_chunk = max(1, min(int(model_chunk), model_vectors.shape[0]))
-  rho, lower, upper = _bootstrap(
-    model_vectors,
-    brain_vectors,
-    i,
-    j,
-    resamples,
+  static = dict(
     n=int(n),
     method=method,
     batch_size=int(batch_size),
@@ -597,6 +621,11 @@ def bootstrap_rsa(
     mean_rdm=bool(mean_rdm),
     rank_plan=bool(resamples.shape[0] >= PLAN_MIN_RESAMPLES if rank_plan is None else rank_plan),
   )
+  if mesh is not None and mesh.devices.size > 1:
+    run = _over_resamples(_bootstrap_impl, mesh, 5, **static)
+    rho, lower, upper = _split_resamples(run, resamples, mesh, model_vectors, brain_vectors, i, j)
+  else:
+    rho, lower, upper = _bootstrap(model_vectors, brain_vectors, i, j, resamples, **static)
   s_count = brain_vectors.shape[0]
   out = {"rho": rho[..., :s_count], "noise_lower": lower, "noise_upper": upper}
   if mean_rdm:
@@ -878,8 +907,7 @@ def _partial_one(rx, ry, rz, w, forms):
   return out
 
 
-@functools.partial(jax.jit, static_argnames=("forms", "batch_size"))
-def _bootstrap_partial(model_vectors, brain_vectors, controls, i, j, resamples, *, forms, batch_size):
+def _bootstrap_partial_impl(model_vectors, brain_vectors, controls, i, j, resamples, *, forms, batch_size):
   n = resamples.shape[1]
   p = i.shape[0]
   x_keys, x_bad = _prepare_vectors(model_vectors, "spearman")
@@ -907,6 +935,7 @@ def bootstrap_partial(
   n: int,
   forms: tuple[str, ...] = PARTIAL_FORMS,
   batch_size: int = 1,
+  mesh=None,
 ) -> dict:
   """Partial Spearman RSA (`partial_spearman`) on every stimulus resample, in one compiled call.
 
@@ -924,6 +953,8 @@ def bootstrap_partial(
     pairs: (i, j) int [P] original stimulus indices of each pair (the pair set in use).
     resamples: int [B, n] stimulus indices (`draw_resamples`).
     n: number of stimuli. forms: subset of ("reference", "closed"). batch_size: resamples per lax.map step.
+    mesh: a one-axis `jax.sharding.Mesh` (brainalign.devices.resample_mesh) to split the resamples over its
+      devices, or None; the rows and so the results are the same whatever the device count.
   Returns:
     {form: float32 [B, C, V, K]}; NaN where a vector has NaN or the control explains it completely.
   """
@@ -943,9 +974,15 @@ def bootstrap_partial(
   resamples = jnp.asarray(resamples, jnp.int32)
   if resamples.ndim != 2 or resamples.shape[1] != n:
     raise ValueError(f"resamples must be [B, n={n}], got {resamples.shape}")
+  if mesh is not None and mesh.devices.size > 1:
+    run = _over_resamples(_bootstrap_partial_impl, mesh, 6, forms=forms, batch_size=int(batch_size))
+    return _split_resamples(run, resamples, mesh, model_vectors, brain_vectors, controls, i, j)
   return _bootstrap_partial(
     model_vectors, brain_vectors, controls, i, j, resamples, forms=forms, batch_size=int(batch_size)
   )
+
+
+_bootstrap_partial = jax.jit(_bootstrap_partial_impl, static_argnames=("forms", "batch_size"))
 
 
 def pixel_rdm_vector(images: np.ndarray, pairs: tuple[np.ndarray, np.ndarray]) -> np.ndarray:

@@ -13,7 +13,6 @@ is one scanned, jitted call ("scan"). Either way the data, shuffling and augment
 metrics are read back once per epoch.
 """
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -148,7 +147,13 @@ def resolve_driver(driver: str) -> str:
 
 
 def make_epoch_runner(
-  step: Callable, *, steps_per_epoch: int, driver: str, per_seed_data: bool = False, last_step: Callable | None = None
+  step: Callable,
+  *,
+  steps_per_epoch: int,
+  driver: str,
+  per_seed_data: bool = False,
+  last_step: Callable | None = None,
+  shardings: tuple | None = None,
 ) -> Callable:
   """Returns run_epoch(state [S, ...], images, labels) -> (state, {metric: [S]}) over all seeds.
 
@@ -159,6 +164,10 @@ def make_epoch_runner(
   Each call runs one whole epoch from an epoch boundary (state.step a multiple of steps_per_epoch, as every
   checkpoint is); the epoch's shuffle is drawn once per seed (`epoch_order`) and shared by its steps.
   Only the metrics are copied to the host, once, at the end of the epoch.
+  shardings: (seed sharding, data sharding) over a device mesh (brainalign.devices): the state, every seed's
+  shuffle and the metrics stay split over the seed axis in and out of every compiled call (each device advances
+  its own seeds; nothing gathers inside an epoch); the data are split the same way (per-seed data) or
+  replicated. None: the default device.
   """
   data_axis = 0 if per_seed_data else None
   vstep = jax.vmap(step, in_axes=(0, data_axis, data_axis, 0))
@@ -176,9 +185,20 @@ def make_epoch_runner(
     out.update({k: v for k, v in last_metrics.items() if k not in metrics})
     return out
 
+  jit = jax.jit
+  if shardings is not None:
+    seed_sh, data_sh = shardings
+    place = {
+      "step": ((seed_sh, data_sh, data_sh, seed_sh), (seed_sh, seed_sh)),
+      "scan": ((seed_sh, data_sh, data_sh), (seed_sh, seed_sh)),
+      "orders": ((seed_sh, data_sh), seed_sh),
+    }
+
+    def jit(fn, kind="step", **kw):
+      return jax.jit(fn, in_shardings=place[kind][0], out_shardings=place[kind][1], **kw)
+
   if driver == "scan":
 
-    @functools.partial(jax.jit, donate_argnums=0)
     def scanned(state, images, labels):
       order = orders(state, labels)
       state, metrics = jax.lax.scan(
@@ -187,16 +207,18 @@ def make_epoch_runner(
       state, last_metrics = vlast(state, images, labels, order)
       return state, combine(metrics, last_metrics)
 
+    scanned = jit(scanned, "scan", donate_argnums=0) if shardings is not None else jax.jit(scanned, donate_argnums=0)
+
     def run_epoch(state, images, labels):
       state, metrics = scanned(state, images, labels)
-      return state, jax.device_get(metrics)
+      return state, _host(metrics)
 
     return run_epoch
 
-  jstep = jax.jit(vstep, donate_argnums=0)
-  jlast = jstep if last_step is None else jax.jit(vlast, donate_argnums=0)
+  jstep = jit(vstep, donate_argnums=0)
+  jlast = jstep if last_step is None else jit(vlast, donate_argnums=0)
   jcombine = jax.jit(combine)
-  jorders = jax.jit(orders)
+  jorders = jit(orders, "orders") if shardings is not None else jax.jit(orders)
 
   def run_epoch(state, images, labels):
     order = jorders(state, labels)
@@ -206,36 +228,51 @@ def make_epoch_runner(
       collected.append(metrics)  # device arrays; no host sync inside the epoch
     state, last_metrics = jlast(state, images, labels, order)
     stacked = jax.tree.map(lambda *ms: jnp.stack(ms), *collected) if collected else {}
-    return state, jax.device_get(jcombine(stacked, last_metrics))
+    return state, _host(jcombine(stacked, last_metrics))
 
   return run_epoch
 
 
+def _host(tree):
+  """Host copies of (possibly multi-process) sharded arrays."""
+  from brainalign import devices
+
+  return devices.gather(tree)
+
+
 def make_test_accuracy(
-  model: Any, *, mean: np.ndarray, std: np.ndarray, chunk: int = 1000, logits_fn: Callable | None = None
+  model: Any,
+  *,
+  mean: np.ndarray,
+  std: np.ndarray,
+  chunk: int = 1000,
+  logits_fn: Callable | None = None,
+  mesh: Any = None,
 ) -> Callable:
   """Returns acc(state [S, ...], images_u8 [N, H, W, 3], labels [N]) -> np.ndarray [S] (inference mode).
 
-  logits_fn: a rule's own fn(variables, images) -> logits (`LearningRule.logits`), None = the forward pass."""
+  logits_fn: a rule's own fn(variables, images) -> logits (`LearningRule.logits`), None = the forward pass.
+  mesh: the seed mesh the state is split over (brainalign.devices), or None."""
   mean, std = jnp.asarray(mean), jnp.asarray(std)
 
-  @jax.jit
-  def correct(params, batch_stats, rule_state, images, labels):
-    def one(p, s, r):
-      x = normalize(images, mean, std)
-      if logits_fn is not None:
-        logits = logits_fn({"params": p, "batch_stats": s, "rule_state": r}, x)
-      else:
-        logits, _ = model.apply({"params": p, "batch_stats": s}, x, train=False)
-      return jnp.sum(jnp.argmax(logits, -1) == labels)
+  def one(seed, shared):
+    (p, s, r), (images, labels) = seed, shared
+    x = normalize(images, mean, std)
+    if logits_fn is not None:
+      logits = logits_fn({"params": p, "batch_stats": s, "rule_state": r}, x)
+    else:
+      logits, _ = model.apply({"params": p, "batch_stats": s}, x, train=False)
+    return jnp.sum(jnp.argmax(logits, -1) == labels)
 
-    return jax.vmap(one)(params, batch_stats, rule_state)
+  from brainalign import devices
+
+  correct = devices.per_seed(one, mesh)  # seed by seed: the same numbers on any number of devices
 
   def accuracy(state, images, labels):
+    seeded = (state.params, state.batch_stats, state.rule_state)
     total = sum(
-      correct(state.params, state.batch_stats, state.rule_state, images[i : i + chunk], labels[i : i + chunk])
-      for i in range(0, images.shape[0], chunk)
+      correct(seeded, (images[i : i + chunk], labels[i : i + chunk])) for i in range(0, images.shape[0], chunk)
     )
-    return np.asarray(jax.device_get(total)) / images.shape[0]
+    return np.asarray(_host(total)) / images.shape[0]
 
   return accuracy

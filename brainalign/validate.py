@@ -128,6 +128,7 @@ def config(c: Any) -> None:
       raise ConfigError(f"config.{key}={_get(c, key)!r}; expected one of {list(valid)}")
   for key in ("data.num_train", "data.num_test", "train.batch_size", "eval.batch_size"):
     _positive_int(c, key)
+  _positive_int(c, "mesh.seeds", low=0)
   epochs = _positive_int(c, "train.num_epochs", low=0)
   _positive_int(c, "train.augment_pad", low=0)
   beyond = [m for m in _ints(c, "train.milestones", low=0) if m > epochs]

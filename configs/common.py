@@ -146,6 +146,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.name = "base"
   c.seeds = STUDY_SEEDS  # one vmapped training run per seed; key = jax.random.key(seed)
   c.rules = ("random", "bp")  # trained one after another; seeds of a rule train together
+  # device mesh (brainalign/devices.py): devices on the `seeds` axis, 0 = all devices of all processes; when they
+  # do not divide the seed count, the largest divisor of it that fits (the log and run_info.json say which).
+  # Not part of any fingerprint: the device count changes no result beyond float rounding.
+  c.mesh = ml_collections.ConfigDict(dict(seeds=0))
 
   c.data = ml_collections.ConfigDict(
     dict(

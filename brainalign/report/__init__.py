@@ -24,7 +24,7 @@ from collections.abc import Mapping
 import pandas as pd
 from absl import logging
 
-from brainalign import io
+from brainalign import devices, io
 from brainalign.errors import ConfigError
 from brainalign.report import figures, render, section, tables
 from brainalign.report import run as run_lib
@@ -57,6 +57,7 @@ def report(workdir: str | pathlib.Path, overrides: Mapping | None = None) -> dic
   out = run.workdir / "report"
   resamples = section.resample_indices(len(run.probe.brain.stimuli), s)
   merged: dict[str, list] = {}
+  writer = devices.is_writer()
   bodies, first = [], None
   for k, (res, pairs_name) in enumerate(sections(run, s)):
     logging.info(
@@ -69,9 +70,17 @@ def report(workdir: str | pathlib.Path, overrides: Mapping | None = None) -> dic
       merged.setdefault(name, []).append(render.label(df, run.probe.data, res, pairs_name, k == 0))
     title = f"{run.probe.name} · {res} px · {pairs_name} pairs"
     suffix = "" if k == 0 else f"_{res}px_{pairs_name}"
-    figs = figures.draw(sec, t, s, run.probe, out / "figures", title, suffix, heatmaps=k == 0)
+    figs = figures.draw(sec, t, s, run.probe, out / "figures", title, suffix, heatmaps=k == 0) if writer else []
     bodies += render.section(sec, t, s, figs, primary=k == 0)
   merged = {name: pd.concat(dfs, ignore_index=True) for name, dfs in merged.items()}
+  if writer:
+    _write(out, merged, run, s, sources, first, bodies)
+  devices.barrier("report")
+  return merged
+
+
+def _write(out, merged, run, s, sources, first, bodies) -> None:
+  """report.md, the CSVs and report_info.json (process 0 only)."""
   for name, df in merged.items():
     io.write_csv(df, out / f"{name}.csv")
   with io.atomic_path(out / "report.md") as tmp:
@@ -85,4 +94,3 @@ def report(workdir: str | pathlib.Path, overrides: Mapping | None = None) -> dic
     out / "report_info.json",
   )
   logging.info("Report written to %s", out)
-  return merged

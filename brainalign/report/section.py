@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from brainalign import stats
+from brainalign import devices, stats
 from brainalign.models import READOUT_LAYERS
 from brainalign.report import run as run_lib
 from brainalign.report import settings as settings_lib
@@ -74,6 +74,11 @@ class Section:
   def static(self) -> np.ndarray:
     """[Ru] the rule was evaluated at one checkpoint only (e.g. the untrained network)."""
     return self.have.sum(axis=1) == 1
+
+
+def _resample_mesh():
+  """All devices share the resamples (None on one device); the results do not depend on the device count."""
+  return devices.resample_mesh() if jax.device_count() > 1 else None
 
 
 def resample_indices(n: int, settings) -> jax.Array:
@@ -141,6 +146,7 @@ def compute(run: run_lib.Run, res: int, pairs_name: str, s, resamples: jax.Array
     batch_size=int(s.batch_size),
     model_chunk=int(s.model_chunk),
     mean_rdm=True,
+    mesh=_resample_mesh(),
   )
   rho_rdm = np.asarray(out["rho"], np.float64)  # [B1, V, R, S]
   if s.comparator == "spearman":  # the run's own numbers: equal to alignment.csv by construction
@@ -206,6 +212,7 @@ def _partial(run, sec: Section, s, model, brain_v, pairs, resamples) -> dict:
     n=sec.n_stimuli,
     forms=settings_lib.partial_forms(s),
     batch_size=int(s.batch_size),
+    mesh=_resample_mesh(),
   )
   v_idx = inv.reshape(rows.shape)[..., None]  # [Ru, R, Se, 1]
   k_idx = (np.arange(s_count)[None, :] * r_count + np.arange(r_count)[:, None])[None, :, None, :]  # [1, R, 1, S]
