@@ -31,15 +31,22 @@ SEEDS = "seeds"
 
 
 def initialize(
-  coordinator_address: str | None = None, num_processes: int | None = None, process_id: int | None = None
+  coordinator_address: str | None = None,
+  num_processes: int | None = None,
+  process_id: int | None = None,
+  heartbeat_timeout_seconds: int = 100,
 ) -> None:
   """jax.distributed.initialize with the given values (None: JAX detects them from the cluster environment).
 
-  On CPU the cross-process collectives use gloo."""
+  On CPU the cross-process collectives use gloo. heartbeat_timeout_seconds: how soon the other processes stop
+  when one dies (JAX's default, 100 s)."""
   if jax.config.jax_platforms in (None, "", "cpu") or str(jax.config.jax_platforms).startswith("cpu"):
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(
-    coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id
+    coordinator_address=coordinator_address,
+    num_processes=num_processes,
+    process_id=process_id,
+    heartbeat_timeout_seconds=heartbeat_timeout_seconds,
   )
   logging.info(
     "jax.distributed: process %d of %d, %d local / %d global devices",
