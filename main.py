@@ -8,10 +8,7 @@ python main.py --mode=report --workdir=/tmp/tiny                 # statistics + 
 python main.py --mode=report --workdir=/tmp/tiny --config.stats.bootstrap_samples=200   # one setting changed
 """
 
-import pathlib
 import sys
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))  # configs/ imports `configs.common`
 
 from brainalign import cli
 

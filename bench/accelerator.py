@@ -36,9 +36,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from brainalign import devices, features, rsa, rule_run, stats, train
+from brainalign.configs import common
 from brainalign.data import training_sets
 from brainalign.models import READOUT_LAYERS
-from configs import common
 
 SCALES = {
   "full": dict(

@@ -5,7 +5,7 @@
 
 Times exactly the library's training path (`rules.create`, `train.make_train_step`, `train.make_epoch_runner`
 with the "auto" driver and conv implementation) for the study's network (32/64/128, FC 512) at batch 128 on
-8,000 random uint8 32-px images, with each rule's hyper-parameters from configs/common.py. Diagnostics (the
+8,000 random uint8 32-px images, with each rule's hyper-parameters from brainalign/configs/common.py. Diagnostics (the
 extra BP gradient some rules compute for their metrics) are off unless --diagnostics, so the ratio is the cost
 of the rule itself. Each case: a warm-up block (compile), then --reps blocks of --steps steps interleaved across
 cases; the median block time per step is reported, and
@@ -31,8 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from brainalign import models, rules, train
+from brainalign.configs import common
 from brainalign.data import training_sets
-from configs import common
 
 BATCH, NUM_TRAIN, SIZE = 128, 8000, 32
 VARIANTS = {"fa": ("reference", "standard", "dfa"), "pc": ("reference", "standard"), "stdp": ("reference", "standard")}

@@ -22,7 +22,7 @@ from ml_collections import config_flags
 
 from brainalign import errors
 
-DEFAULT_CONFIG = str(pathlib.Path(__file__).resolve().parents[1] / "configs" / "demo.py")
+DEFAULT_CONFIG = str(pathlib.Path(__file__).resolve().parent / "configs" / "demo.py")
 MODES = ("run", "prepare", "report")
 
 

@@ -12,7 +12,7 @@ import scipy.io
 from PIL import Image
 from scipy.spatial.distance import pdist, squareform
 
-from configs import demo
+from brainalign.configs import demo
 
 
 def write(

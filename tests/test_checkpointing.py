@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from brainalign import checkpointing, models, rules, train
-from configs import common
+from brainalign.configs import common
 
 SMALL = dict(conv_widths=(4, 8, 8), fc_width=16)
 

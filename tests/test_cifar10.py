@@ -3,7 +3,7 @@
 Oracles: the arrays a tiny archive is written from (tests/cifar10_fixture.py, in the site's byte layout), the
 layout in brainalign/data/cifar10.py's docstring (docs/cifar10.md) checked file by file with array_record's own
 reader, tf.train.Example parsing and Pillow, tfds' own readers (tfds.data_source, builder_from_directory),
-hashlib (sha256 fingerprints, tfds' md5 record order) and numpy's subset draws. Needs requirements-paper.txt
+hashlib (sha256 fingerprints, tfds' md5 record order) and numpy's subset draws. Needs the `paper` extra
 (tensorflow-datasets, array_record), which .ci/run installs; never TensorFlow.
 """
 
@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from brainalign.configs import common
 from brainalign.data import cifar10, tfds_source
 from brainalign.data import training_sets as ts
-from configs import common
 
-tfds = pytest.importorskip("tensorflow_datasets")  # requirements-paper.txt; installed by .ci/run
+tfds = pytest.importorskip("tensorflow_datasets")  # the paper extra; installed by .ci/run ([test])
 from array_record.python import array_record_module  # noqa: E402  (a tensorflow-datasets dependency)
 from tensorflow_datasets.proto import tf_example_pb2  # noqa: E402  (tf.train.Example, shipped with tfds)
 

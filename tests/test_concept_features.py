@@ -14,8 +14,8 @@ import things_fixture
 from PIL import Image
 
 from brainalign import features, models, pipeline, probe
+from brainalign.configs import paper
 from brainalign.data import images, prepare, things
-from configs import paper
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ def test_config_builds_and_names_valid_rules_and_rois(name, arg):
 
 def test_locked_config_rejects_a_misspelled_override():
   """A typo in an override (bn_mod for bn_mode) is an error, not a silently added key."""
-  from configs import demo
+  from brainalign.configs import demo
 
   c = demo.get_config("")
   c.lock()
@@ -41,7 +41,7 @@ def test_locked_config_rejects_a_misspelled_override():
 
 def test_demo_is_the_default_config_and_paper_uses_the_study_settings():
   """demo: simulated brain, 32/64 px; paper: 5 study seeds, 40 epochs, P3 milestones, 32/224 px, real data."""
-  from configs import demo, paper
+  from brainalign.configs import demo, paper
 
   d, p = demo.get_config(), paper.get_config()
   assert d.brain.source == "simulated" and tuple(d.eval.resolutions) == (32, 64)

@@ -83,7 +83,7 @@ PLACEMENT = """
 import json, numpy as np, jax, jax.numpy as jnp
 from brainalign import devices, rsa, stats, train, rule_run
 from brainalign.data import training_sets
-from configs import common
+from brainalign.configs import common
 out = {}
 sm = devices.seed_mesh(4)
 c = common.base_config(); c.seeds = (1, 2, 3, 4); c.train.batch_size = 8; c.data.num_train = 16

@@ -2,7 +2,7 @@
 
 import pytest
 
-from configs import paper
+from brainalign.configs import paper
 
 
 def test_p1v2_and_p1v4_switch_sets():

@@ -11,8 +11,8 @@ from PIL import Image
 from scipy import spatial, stats
 
 from brainalign import pipeline, results
+from brainalign.configs import demo, paper
 from brainalign.data import things
-from configs import demo, paper
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ import things_fixture
 from PIL import Image
 
 from brainalign import probe
+from brainalign.configs import paper
 from brainalign.data import prepare, things
-from configs import paper
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

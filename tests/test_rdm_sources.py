@@ -13,8 +13,8 @@ from PIL import Image
 from scipy.spatial.distance import pdist, squareform
 
 from brainalign import pipeline
+from brainalign.configs import paper
 from brainalign.data import rdm_sources, things
-from configs import paper
 
 N = 9
 STIMULI = [f"img_{k:02d}.png" for k in range(N)]

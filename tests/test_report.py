@@ -16,8 +16,8 @@ from rsatoolbox.rdm import RDMs
 from statsmodels.stats.multitest import multipletests
 
 from brainalign import pipeline, probe, provenance, report, rsa, stats
+from brainalign.configs import common, demo
 from brainalign.data import images
-from configs import common, demo
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from brainalign import pipeline
-from configs import demo
+from brainalign.configs import demo
 
 
 def test_fa_pc_stdp_run_through_the_pipeline(tmp_path):

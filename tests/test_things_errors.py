@@ -11,9 +11,9 @@ import things_fixture
 from PIL import Image
 
 from brainalign import probe
+from brainalign.configs import paper
 from brainalign.data import things
 from brainalign.data import things_writer as tw
-from configs import paper
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ import pytest
 from PIL import Image
 
 from brainalign import models, rules, train
+from brainalign.configs import common, paper
 from brainalign.data import training_sets as ts
-from configs import common, paper
 
 BP = ml_collections.ConfigDict(
   dict(
@@ -265,9 +265,9 @@ def _fake_tfds(monkeypatch, folder, *, prepared=True, file_format="array_record"
 
 
 def test_tfds_missing_package_is_a_clear_error(monkeypatch):
-  """Without tensorflow-datasets, source cifar10_tfds says to install requirements-paper.txt."""
+  """Without tensorflow-datasets, source cifar10_tfds says to install the paper extra."""
   monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import fails
-  with pytest.raises(ImportError, match=r"needs tensorflow-datasets.*requirements-paper\.txt"):
+  with pytest.raises(ImportError, match=r"needs tensorflow-datasets.*\.\[paper\]"):
     ts.load_training_set(_data_config(source="cifar10_tfds"), seeds=(1,))
 
 

@@ -1,13 +1,13 @@
 """CIFAR-10 from the archive on the CIFAR-10 site, written as tensorflow_datasets' `cifar10` (no TensorFlow, no Beam).
 
-Convert once, from the repository root (needs requirements-paper.txt: tensorflow-datasets and array_record; no
+Convert once, from the repository root (needs the `paper` extra, `pip install -e ".[paper]"`: tensorflow-datasets and array_record; no
 network, no TensorFlow, no Apache Beam; about 35 s and 0.7 GB of memory):
 
   .venv/bin/python -m brainalign.data.cifar10 --archive=cifar-10-python.tar.gz --data_dir=~/tensorflow_datasets
 
 then train with `--config.data.source=cifar10_tfds --config.data.tfds_data_dir=~/tensorflow_datasets`.
 `--npz=cifar10.npz` writes (also, or instead) an .npz in the original order for `--config.data.source=npz
---config.data.path=cifar10.npz` (requirements.txt suffices for that). `--archive` takes either download of
+--config.data.path=cifar10.npz` (the base install suffices for that). `--archive` takes either download of
 https://www.cs.toronto.edu/~kriz/cifar.html, `cifar-10-python.tar.gz` (pickled batches) or
 `cifar-10-binary.tar.gz` (the file tfds' own builder downloads), or the folder it unpacks to.
 
@@ -316,8 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     "network.",
   )
   parser.add_argument("--archive", required=True, help="cifar-10-python.tar.gz, cifar-10-binary.tar.gz, or unpacked")
-  parser.add_argument("--data_dir", help="tfds data dir: writes DIR/cifar10/3.0.2 (needs requirements-paper.txt)")
-  parser.add_argument("--npz", help="also/instead write this .npz (original order; needs only requirements.txt)")
+  parser.add_argument("--data_dir", help="tfds data dir: writes DIR/cifar10/3.0.2 (needs the paper extra)")
+  parser.add_argument("--npz", help="also/instead write this .npz (original order; needs only the base install)")
   parser.add_argument("--num_shards", type=int, default=None, help="shards per split (default: tfds' rule)")
   args = parser.parse_args(argv)
   if not (args.data_dir or args.npz):

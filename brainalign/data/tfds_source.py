@@ -37,7 +37,7 @@ def import_tfds():
   except ImportError as e:
     raise MissingDependencyError(
       f"config.data.source='cifar10_tfds' needs tensorflow-datasets, an optional package ({e})",
-      hint="pip install -r requirements-paper.txt (TensorFlow itself is not needed), or use "
+      hint='pip install -e ".[paper]" (TensorFlow itself is not needed), or use '
       "--config.data.source=npz with an .npz export of CIFAR-10",
     ) from None
   return tfds

@@ -9,7 +9,7 @@ Sources (config `data.source`):
   "cifar10_tfds": tfds' cifar10 in `data.tfds_data_dir` (the paper config), written once from the CIFAR-10
       archive by `python -m brainalign.data.cifar10` (docs/cifar10.md) or by tfds itself in array_record
       format. Read with tfds' random-access data source (images decoded with Pillow), so it needs
-      `tensorflow-datasets` (requirements-paper.txt) but not TensorFlow, and reads only the records of the
+      `tensorflow-datasets` (the `paper` extra) but not TensorFlow, and reads only the records of the
       drawn subsets. Never downloads: a data set that is not there is an error that says how to write it.
 
 Indices (subsets, TrainingSet.train_indices / test_indices) always refer to the ORIGINAL order of a source's

@@ -57,7 +57,7 @@ def create(model: Any, rule_config: Any, *, steps_per_epoch: int) -> LearningRul
   if variant not in rule_config:
     raise ValueError(
       f"fa: rule config has no optimiser block {variant!r} (rule_configs.fa.{variant}."
-      "learning_rate etc.; see configs/common.py)"
+      "learning_rate etc.; see brainalign/configs/common.py)"
     )
   layers = FEEDBACK_LAYERS[variant]
   diagnostics_on = bool(rule_config.diagnostics)

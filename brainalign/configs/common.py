@@ -156,7 +156,7 @@ def base_config() -> ml_collections.ConfigDict:
       source="cifar10_tfds",  # "fashion_mnist_demo" | "npz" | "cifar10_tfds"
       path="",  # for source="npz"
       # source="cifar10_tfds": tfds' cifar10 (array_record), written there from the CIFAR-10 archive by
-      # `python -m brainalign.data.cifar10` (docs/cifar10.md); read without TensorFlow (requirements-paper.txt),
+      # `python -m brainalign.data.cifar10` (docs/cifar10.md); read without TensorFlow (the `paper` extra),
       # never downloaded; indices in the original CIFAR-10 order
       tfds_data_dir="~/tensorflow_datasets",
       num_train=8000,  # random subset of the training set, per seed (see subset)

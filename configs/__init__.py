@@ -1,1 +1,0 @@
-"""Experiment configs (ml_collections). `common.base_config` declares every key; the others override it."""
