@@ -211,7 +211,7 @@ def main():
     try:
       import rsatoolbox  # noqa: F401
     except ImportError:
-      print("(c) rsatoolbox: not installed, skipped (pip install -e ".[bench]")")
+      print('(c) rsatoolbox: not installed, skipped (pip install -e ".[bench]")')
     else:
       rho_c, t_c = time_rsatoolbox(features, brain, k, batched=False)
       full_c = t_c * scale

@@ -26,7 +26,8 @@ and crop/flip augmentation done with torch ops on the same uint8 images, torch.s
 timed the same way, interleaved with the JAX repetitions, and compared with the JAX single seed of the conv
 implementation that "auto" picks: speed_vs_torch = torch time per step / brainalign time per step.
 
-Learning rules (--rules, default fa,pc,stdp with their brainalign/configs/common.py variants; `pc/standard` picks another):
+Learning rules (--rules, default fa,pc,stdp with their brainalign/configs/common.py variants; `pc/standard`
+picks another):
 each rule's 1-seed step through the same library path (bench/rules.py's `make_case`, diagnostics off), timed in
 the same interleaved repetitions as a BP case built the same way, printed as step_cost_vs_bp[<rule>]=<ratio>.
 

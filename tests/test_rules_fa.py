@@ -15,7 +15,8 @@ SMALL = dict(conv_widths=(4, 8, 8), fc_width=16)
 
 
 def fa_config(variant="standard", **kw):
-  """The layout of brainalign/configs/common.py: shared keys, one optimiser block per variant (kw override that block)."""
+  """The layout of brainalign/configs/common.py: shared keys, one optimiser block per variant (kw override that
+  block)."""
   opt = dict(
     learning_rate=5e-4, momentum=0.9, weight_decay=1e-4, clip_norm=1.0, schedule="cosine_per_epoch", schedule_epochs=4
   )

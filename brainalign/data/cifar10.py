@@ -1,7 +1,7 @@
 """CIFAR-10 from the archive on the CIFAR-10 site, written as tensorflow_datasets' `cifar10` (no TensorFlow, no Beam).
 
-Convert once, from the repository root (needs the `paper` extra, `pip install -e ".[paper]"`: tensorflow-datasets and array_record; no
-network, no TensorFlow, no Apache Beam; about 35 s and 0.7 GB of memory):
+Convert once, from the repository root (needs the `paper` extra, `pip install -e ".[paper]"`: tensorflow-datasets
+and array_record; no network, no TensorFlow, no Apache Beam; about 35 s and 0.7 GB of memory):
 
   .venv/bin/python -m brainalign.data.cifar10 --archive=cifar-10-python.tar.gz --data_dir=~/tensorflow_datasets
 
