@@ -21,11 +21,7 @@ Conventions:
     layer is NaN. `constant_rows` tells callers which stimuli/layers are degenerate. (SciPy is not
     consistent here: depending on rounding of the row mean it returns NaN or a spurious 1.0.)
 
-Ranking sorts integer keys (one operand) and binary-searches each value's first position, one
-vector at a time, instead of calling `jax.scipy.stats.rankdata`. Both are exact with ties, but on
-the XLA CPU backend `rankdata`'s key/value sort goes through a per-comparison callback while a
-plain int32 sort takes the fast path (~10 ms per 258,840-vector): for 160 such vectors `rankdata`
-takes ~13 s of CPU and `average_ranks` ~3.5 s (2-core AMD EPYC, jax 0.10.2).
+Ranking: brainalign.ranks (shared with the statistics).
 """
 
 import functools
@@ -35,6 +31,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+
+from brainalign.ranks import as_float, centred_doubled_ranks, loop_batch
+from brainalign.ranks import average_ranks as average_ranks  # re-exported: part of brainalign.rsa's API
+from brainalign.ranks import centred_ranks as centred_ranks
 
 METRICS = ("correlation", "cosine", "euclidean")
 
@@ -60,12 +60,6 @@ def constant_rows(x: jax.Array) -> jax.Array:
     bool [..., n], True where every feature of the stimulus has the same value.
   """
   return jnp.max(x, axis=-1) == jnp.min(x, axis=-1)
-
-
-def _as_float(x: jax.Array) -> jax.Array:
-  """At least float32 (bf16/f16 features are upcast before any arithmetic)."""
-  x = jnp.asarray(x)
-  return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
 def _gram(z: jax.Array) -> jax.Array:
@@ -120,7 +114,7 @@ def _prepare(x: jax.Array, metric: str) -> tuple[jax.Array, jax.Array | None]:
   """[..., n, d] -> rows whose Gram matrix gives the metric, and squared norms [..., n] (euclidean)."""
   if metric not in METRICS:
     raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
-  x = _as_float(x)
+  x = as_float(x)
   if metric == "euclidean":
     # Distances are translation invariant; centring over stimuli shrinks |x|^2 and so the
     # cancellation error of |xi|^2 + |xj|^2 - 2 xi.xj.
@@ -143,124 +137,6 @@ def _finish(metric, g, sq_i, sq_j, same):
   else:
     d = 1.0 - g  # NaN wherever a degenerate stimulus is involved
   return jnp.where(same & ~jnp.isnan(d), jnp.zeros_like(d), d)
-
-
-def _sort_key(v: jax.Array) -> jax.Array:
-  """Integer key with the order of v (-0.0 == 0.0); NaNs get some key and are handled by the caller.
-
-  Subnormal floats compare equal to 0 on XLA's CPU backend (flush-to-zero), so they tie with 0.
-  """
-  if jnp.issubdtype(v.dtype, jnp.integer) or v.dtype == jnp.bool_:
-    return v.astype(jnp.promote_types(v.dtype, jnp.int32))
-  v = _as_float(v)
-  itype = jnp.int64 if v.dtype == jnp.float64 else jnp.int32
-  v = jnp.where(v == 0, jnp.zeros_like(v), v)
-  b = lax.bitcast_convert_type(v, itype)
-  # IEEE sign-magnitude -> two's complement order: negative floats have their magnitude bits flipped.
-  return jnp.where(b < 0, b ^ jnp.array(jnp.iinfo(itype).max, itype), b)
-
-
-def _lower_bound(s: jax.Array, q: jax.Array) -> jax.Array:
-  """int32 [P]: for each q (an element of sorted int keys s [P]), how many elements of s are < q.
-
-  A binary search over all of s costs log2(P) = 18 dependent gathers per query at P = 258,840.
-  Instead a direct-address table over the key range (2^bits buckets of equal width, bits ~ log2 P)
-  gives each query its bucket's slice of s, and the search only halves that slice: typically a
-  few steps. The step count comes from the fullest bucket, so clustered or tied keys stay exact,
-  just slower (at worst the full search).
-  """
-  p = s.shape[0]
-  nbits = jnp.iinfo(s.dtype).bits
-  utype = jnp.uint64 if nbits == 64 else jnp.uint32
-  bits = min(16, max(1, p.bit_length() - 2))  # ~4 keys per bucket when spread evenly
-  offset = lambda x: lax.bitcast_convert_type(x - s[0], utype)  # wraps correctly: x >= s[0]
-  width = nbits - lax.clz(offset(s[-1])).astype(jnp.int32)  # bit length of the key range
-  shift = jnp.maximum(width - bits, 0).astype(utype)
-  bucket = (offset(q) >> shift).astype(jnp.int32)  # [P], < 2^bits
-  count = jnp.zeros(1 << bits, jnp.int32).at[bucket].add(1)  # keys per bucket
-  first = jnp.cumsum(count) - count  # position in s of each bucket's first key
-  lo, hi = first[bucket], first[bucket] + count[bucket]  # the answer lies in [lo, hi)
-  steps = 32 - lax.clz(jnp.max(count))  # ceil(log2(max count + 1)) halvings empty every range
-
-  def halve(_, bounds):
-    lo, hi = bounds
-    mid = (lo + hi) // 2
-    left = (q <= s[jnp.minimum(mid, p - 1)]) | (lo >= hi)
-    return jnp.where(left, lo, mid + 1), jnp.where(left, mid, hi)
-
-  lo, _ = lax.fori_loop(0, steps, halve, (lo, hi))
-  return lo
-
-
-def _doubled_ranks_1d(k: jax.Array) -> jax.Array:
-  """int [P] sort keys -> int32 [P]: 2 x average rank, i.e. (first + 1) + (last + 1) of the tie run."""
-  s = lax.sort(k)  # one integer operand: the fast sort path on CPU
-  start = _lower_bound(s, k)  # elements < k = first position of k's tie run
-  ties = jnp.zeros(k.shape, jnp.int32).at[start].add(1)  # size of each tie run, at its start
-  return 2 * start + 1 + ties[start]  # run [start, start + t) -> ranks start + 1 .. start + t
-
-
-def _doubled_ranks(v: jax.Array) -> jax.Array:
-  """[..., P] -> int32 [..., P]: 2 x average rank (always an integer, so exact), ties share their mean."""
-  p = v.shape[-1]
-  if p == 0:
-    return jnp.zeros(v.shape, jnp.int32)
-  keys = _sort_key(v).reshape(-1, p)  # [B, P]
-  return lax.map(_doubled_ranks_1d, keys, batch_size=_loop_batch(keys.shape[0])).reshape(v.shape)
-
-
-def _loop_batch(n: int) -> int:
-  """lax.map batch size: on CPU one item at a time keeps its working set (~1 MB vectors at P =
-  258,840) in cache, ~2x faster than whole-batch ops; accelerators take all n at once (a vmap)."""
-  return 1 if jax.default_backend() == "cpu" else max(n, 1)
-
-
-def _nan_rows(v: jax.Array) -> jax.Array:
-  """bool [..., 1]: vectors that contain a NaN (their ranks are undefined, as in SciPy)."""
-  if not jnp.issubdtype(v.dtype, jnp.floating):
-    return jnp.zeros((*v.shape[:-1], 1), dtype=bool)
-  return jnp.any(jnp.isnan(v), axis=-1, keepdims=True)
-
-
-def average_ranks(v: jax.Array) -> jax.Array:
-  """1-based ranks along the last axis, ties sharing their mean rank (`scipy.stats.rankdata`).
-
-  Sort-based, O(P log P) per vector, jit-able. Exact in float32 for P <= 2**23 (half-integer
-  ranks above that are rounded; `centred_ranks` stays exact up to P < 2**24).
-
-  Args:
-    v: [..., P] values (float or int).
-  Returns:
-    float [..., P] ranks; a vector containing a NaN gets all-NaN ranks (SciPy's "propagate").
-  """
-  v = jnp.asarray(v)
-  out = jnp.promote_types(v.dtype, jnp.float32) if jnp.issubdtype(v.dtype, jnp.floating) else jnp.float32
-  r = _doubled_ranks(v).astype(out) * 0.5
-  return jnp.where(_nan_rows(v), jnp.nan, r)
-
-
-def _centred_doubled_ranks(v: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """[..., P] -> (2 x centred ranks, exact integers as float [..., P]; their L2 norm [..., 1], NaN if undefined)."""
-  p = v.shape[-1]
-  out = jnp.promote_types(v.dtype, jnp.float32) if jnp.issubdtype(v.dtype, jnp.floating) else jnp.float32
-  # 2 x rank - 2 x mean rank = 2 r - (P + 1): an exact integer, |.| < P.
-  c = (_doubled_ranks(v) - (p + 1)).astype(out)
-  norm = jnp.linalg.norm(c, axis=-1, keepdims=True)  # 0 for a constant vector: 0 / 0 = NaN below
-  return c, jnp.where(_nan_rows(v), jnp.nan, norm)
-
-
-def centred_ranks(v: jax.Array) -> jax.Array:
-  """Average ranks, centred and scaled to unit L2 norm along the last axis.
-
-  The Pearson r of two such vectors is their dot product, i.e. Spearman's rho of the inputs.
-
-  Args:
-    v: [..., P] values.
-  Returns:
-    float [..., P]; NaN where v contains a NaN or is constant (Spearman's rho is then undefined).
-  """
-  c, norm = _centred_doubled_ranks(jnp.asarray(v))
-  return c / norm
 
 
 @jax.jit
@@ -290,7 +166,7 @@ def spearman_grid(model_vectors: jax.Array, brain_ranks: jax.Array) -> jax.Array
     raise ValueError(
       f"model has {model_vectors.shape[-1]} pairs, brain {brain_ranks.shape[-1]}: rank both on the same pairs"
     )
-  return _rho(*_centred_doubled_ranks(model_vectors), brain_ranks)
+  return _rho(*centred_doubled_ranks(model_vectors), brain_ranks)
 
 
 def _rho(c: jax.Array, norm: jax.Array, brain_ranks: jax.Array) -> jax.Array:
@@ -307,9 +183,9 @@ def _rsa_grid(features, brain_ranks, i, j, metric):
 
   def cell(xs):  # one (seed, milestone) cell: on CPU its [n, n] and [L, P] buffers stay in cache
     vectors = jnp.stack([rdm_vectors(x, (i, j), metric) for x in xs])  # [L, P]
-    return _rho(*_centred_doubled_ranks(vectors), brain_ranks)  # [L, R, S]
+    return _rho(*centred_doubled_ranks(vectors), brain_ranks)  # [L, R, S]
 
-  rho = lax.map(cell, flat, batch_size=_loop_batch(flat[0].shape[0]))  # [B, L, R, S]
+  rho = lax.map(cell, flat, batch_size=loop_batch(flat[0].shape[0]))  # [B, L, R, S]
   return rho.reshape(*lead, *rho.shape[1:])
 
 
@@ -365,7 +241,7 @@ def _model_rdms_impl(features, i, j, metric):
   def cell(xs):
     return jnp.stack([rdm_vectors(x, (i, j), metric) for x in xs])  # [L, P]
 
-  vectors = lax.map(cell, flat, batch_size=_loop_batch(flat[0].shape[0]))
+  vectors = lax.map(cell, flat, batch_size=loop_batch(flat[0].shape[0]))
   return vectors.reshape(*lead, *vectors.shape[1:])
 
 
@@ -374,9 +250,9 @@ def _spearman_at_impl(vectors, brain_ranks, flat):
   cells = vectors.reshape(-1, *vectors.shape[-2:])
 
   def cell(v):  # [L, P_all] -> [L, R, S]: the pair subset, ranked once, one einsum against the brain
-    return _rho(*_centred_doubled_ranks(jnp.take(v, flat, axis=-1)), brain_ranks)
+    return _rho(*centred_doubled_ranks(jnp.take(v, flat, axis=-1)), brain_ranks)
 
-  rho = lax.map(cell, cells, batch_size=_loop_batch(cells.shape[0]))
+  rho = lax.map(cell, cells, batch_size=loop_batch(cells.shape[0]))
   return rho.reshape(*lead, *rho.shape[1:])
 
 

@@ -9,7 +9,7 @@ import pytest
 import scipy.stats
 from scipy.spatial.distance import pdist, squareform
 
-from brainalign import rsa
+from brainalign import ranks, rsa
 
 N = 14  # stimuli in the toy: 91 pairs
 WIDTHS = (3, 5, 8)  # layer widths differ, as in the CNN (32, 64, 128, 512)
@@ -271,7 +271,8 @@ def test_batched_accelerator_path_matches_scipy(monkeypatch):
 
   Uses a stimulus count no other test uses, so nothing comes from the jit cache.
   """
-  monkeypatch.setattr(rsa, "_loop_batch", lambda n: max(n, 1))
+  for module in (rsa, ranks):  # rsa's grid and the shared ranking both choose the batch
+    monkeypatch.setattr(module, "loop_batch", lambda n: max(n, 1))
   n = 11
   features, brain = _toy(seed=15, n=n)
   v = np.random.default_rng(16).integers(0, 4, size=(3, 45)).astype(np.float32)

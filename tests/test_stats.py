@@ -14,7 +14,7 @@ from rsatoolbox.model import ModelFixed
 from rsatoolbox.rdm import RDMs, compare
 from statsmodels.stats.multitest import multipletests
 
-from brainalign import rsa, stats
+from brainalign import ranks, rsa, stats
 
 
 def _vectors(rng, n, count, ties=False):
@@ -430,9 +430,9 @@ def test_weighted_ranks_equal_scipy_ranks_of_the_expanded_vector():
     v = v.astype(np.float32)
     expanded = scipy.stats.rankdata(np.repeat(v, w.astype(int)))  # copies of entry u are contiguous
     want = expanded[np.cumsum(w[w > 0]).astype(int) - 1]  # every copy has the same (average) rank
-    keys = stats._order_keys(jax.numpy.asarray(v)[None])
-    hist = np.asarray(stats._weighted_ranks(keys[0], w, 201))
-    plan = tuple(a[0] for a in stats._rank_plan(keys))
-    planned = np.asarray(stats._planned_ranks(plan, w))
+    keys = ranks.order_keys(jax.numpy.asarray(v)[None])
+    hist = np.asarray(ranks.weighted_ranks(keys[0], w, 201))
+    plan = tuple(a[0] for a in ranks.rank_plan(keys))
+    planned = np.asarray(ranks.planned_ranks(plan, w))
     np.testing.assert_array_equal(hist[w > 0], want)
     np.testing.assert_array_equal(planned[w > 0], want)
