@@ -243,6 +243,70 @@ def _pick(requested: Sequence[str], available: list[str], what: str, path) -> li
   return requested
 
 
+def _read_file(path: pathlib.Path, suffix: str, sessions: str, subject_key: str, roi_key: str, stimulus_key: str):
+  """(entries, subjects, rois, stimuli or None, runs or None, subject groups) of the file, by its type."""
+  subject_group: dict[str, str] = {}
+  if suffix == ".npz":
+    entries, subs, rs, stimuli, runs = _load_npz(path)
+  elif suffix == ".mat":
+    entries, subs, rs, stimuli, runs, subject_group = _load_mat(path, sessions)
+  elif suffix in (".hdf5", ".h5", ".pkl"):
+    entries, subs, rs, stimuli, runs = _load_rsatoolbox(path, subject_key, roi_key, stimulus_key)
+  else:
+    raise RdmFormatError(
+      f"{path}: unknown RDM file type {suffix!r}; expected .npz, .mat (92-image format) or rsatoolbox .hdf5/.h5/.pkl"
+    )
+  return entries, subs, rs, stimuli, runs, subject_group
+
+
+def _stimulus_order(path: pathlib.Path, stimuli, stimuli_file) -> tuple[str, ...] | list[str]:
+  """The row order: ``stimuli_file``'s names (which must equal the file's own, if it has them) or the file's."""
+  if stimuli_file:
+    listed = read_stimulus_list(stimuli_file)
+    if stimuli is not None and tuple(stimuli) != listed:
+      diffs = [f"row {i}: {a!r} vs {b!r}" for i, (a, b) in enumerate(zip(stimuli, listed)) if a != b][:5]
+      raise RdmFormatError(
+        f"{path}: its stimulus names differ from {stimuli_file} ({len(stimuli)} vs {len(listed)} "
+        f"names; first differences: {diffs})"
+      )
+    stimuli = listed
+  if stimuli is None:
+    raise RdmFormatError(
+      f"{path}: no stimulus names in the file; give the row order as a text file, one image file "
+      "name per line (config.brain.stimuli_file)"
+    )
+  return stimuli
+
+
+def _stack(path: pathlib.Path, entries: dict, subs: list[str], rs: list[str], n: int) -> np.ndarray:
+  """``[S, R, P]`` float64 of the chosen subjects and ROIs; each RDM must have ``P = n (n - 1) / 2`` entries."""
+  p = n * (n - 1) // 2
+  out = np.empty((len(subs), len(rs), p), np.float64)
+  for s, subject in enumerate(subs):
+    for r, roi in enumerate(rs):
+      if (subject, roi) not in entries:
+        raise RdmFormatError(f"{path}: no RDM for subject {subject!r}, ROI {roi!r}")
+      v = entries[(subject, roi)]
+      if v.size != p:
+        raise RdmFormatError(
+          f"{path}: RDM of ({subject}, {roi}) has {_n_from_condensed(v.size, str(path))} rows, "
+          f"but the stimulus list has {n} names; they must match"
+        )
+      out[s, r] = v
+  return out
+
+
+def _run_labels(path: pathlib.Path, runs, subs: list[str], n: int) -> np.ndarray:
+  """``[S, n]`` int64 run labels of the chosen subjects (the file's, when it has them), else -1."""
+  run_arr = np.full((len(subs), n), -1, np.int64)
+  if runs is not None:
+    for s, subject in enumerate(subs):
+      if runs[subject].shape != (n,):
+        raise RdmFormatError(f"{path}: runs of {subject} have shape {runs[subject].shape}; expected ({n},)")
+      run_arr[s] = runs[subject]
+  return run_arr
+
+
 def load_rdms(
   path: str | os.PathLike,
   *,
@@ -277,53 +341,15 @@ def load_rdms(
   if sessions not in SESSION_MODES:
     raise ValueError(f"sessions must be one of {SESSION_MODES}, got {sessions!r}")
   suffix = path.suffix.lower()
-  subject_group: dict[str, str] = {}
-  if suffix == ".npz":
-    entries, subs, rs, stimuli, runs = _load_npz(path)
-  elif suffix == ".mat":
-    entries, subs, rs, stimuli, runs, subject_group = _load_mat(path, sessions)
-  elif suffix in (".hdf5", ".h5", ".pkl"):
-    entries, subs, rs, stimuli, runs = _load_rsatoolbox(path, subject_key, roi_key, stimulus_key)
-  else:
-    raise RdmFormatError(
-      f"{path}: unknown RDM file type {suffix!r}; expected .npz, .mat (92-image format) or rsatoolbox .hdf5/.h5/.pkl"
-    )
-  if stimuli_file:
-    listed = read_stimulus_list(stimuli_file)
-    if stimuli is not None and tuple(stimuli) != listed:
-      diffs = [f"row {i}: {a!r} vs {b!r}" for i, (a, b) in enumerate(zip(stimuli, listed)) if a != b][:5]
-      raise RdmFormatError(
-        f"{path}: its stimulus names differ from {stimuli_file} ({len(stimuli)} vs {len(listed)} "
-        f"names; first differences: {diffs})"
-      )
-    stimuli = listed
-  if stimuli is None:
-    raise RdmFormatError(
-      f"{path}: no stimulus names in the file; give the row order as a text file, one image file "
-      "name per line (config.brain.stimuli_file)"
-    )
+  entries, subs, rs, stimuli, runs, subject_group = _read_file(
+    path, suffix, sessions, subject_key, roi_key, stimulus_key
+  )
+  stimuli = _stimulus_order(path, stimuli, stimuli_file)
   subs = _pick(subjects, subs, "subject", path)
   rs = _pick(rois, rs, "roi", path)
   n = len(stimuli)
-  p = n * (n - 1) // 2
-  out = np.empty((len(subs), len(rs), p), np.float64)
-  for s, subject in enumerate(subs):
-    for r, roi in enumerate(rs):
-      if (subject, roi) not in entries:
-        raise RdmFormatError(f"{path}: no RDM for subject {subject!r}, ROI {roi!r}")
-      v = entries[(subject, roi)]
-      if v.size != p:
-        raise RdmFormatError(
-          f"{path}: RDM of ({subject}, {roi}) has {_n_from_condensed(v.size, str(path))} rows, "
-          f"but the stimulus list has {n} names; they must match"
-        )
-      out[s, r] = v
-  run_arr = np.full((len(subs), n), -1, np.int64)
-  if runs is not None:
-    for s, subject in enumerate(subs):
-      if runs[subject].shape != (n,):
-        raise RdmFormatError(f"{path}: runs of {subject} have shape {runs[subject].shape}; expected ({n},)")
-      run_arr[s] = runs[subject]
+  out = _stack(path, entries, subs, rs, n)
+  run_arr = _run_labels(path, runs, subs, n)
   groups = tuple(subject_group.get(s, s) for s in subs)
   return BrainData(
     subject_groups=groups if groups != tuple(subs) else None,
