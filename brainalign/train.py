@@ -14,7 +14,7 @@ metrics are read back once per epoch.
 """
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -172,58 +172,76 @@ def make_epoch_runner(
   data_axis = 0 if per_seed_data else None
   vstep = jax.vmap(step, in_axes=(0, data_axis, data_axis, 0))
   vlast = vstep if last_step is None else jax.vmap(last_step, in_axes=(0, data_axis, data_axis, 0))
-  driver = resolve_driver(driver)
+  parts = _EpochParts(vstep, vlast, steps_per_epoch, _placed_jit(shardings))
+  if resolve_driver(driver) == "scan":
+    return _scan_runner(parts)
+  return _python_runner(parts, shared_last=last_step is None)
 
-  def orders(state, labels):
+
+def _placed_jit(shardings: tuple | None) -> Callable:
+  """jit(fn, kind, **kw) with the in/out shardings of `kind` ("step", "scan", "orders") when given."""
+  if shardings is None:
+    return lambda fn, kind="step", **kw: jax.jit(fn, **kw)
+  seed_sh, data_sh = shardings
+  place = {
+    "step": ((seed_sh, data_sh, data_sh, seed_sh), (seed_sh, seed_sh)),
+    "scan": ((seed_sh, data_sh, data_sh), (seed_sh, seed_sh)),
+    "orders": ((seed_sh, data_sh), seed_sh),
+  }
+  return lambda fn, kind="step", **kw: jax.jit(fn, in_shardings=place[kind][0], out_shardings=place[kind][1], **kw)
+
+
+class _EpochParts(NamedTuple):
+  """What both epoch drivers are built from: the vmapped steps, the epoch length and the (placed) jit."""
+
+  vstep: Callable
+  vlast: Callable
+  steps_per_epoch: int
+  jit: Callable
+
+  def orders(self, state, labels):
     """[S, N]: every seed's shuffle of this epoch, drawn once (the epoch of the state's next step)."""
     n = labels.shape[-1]
-    return jax.vmap(lambda k, s: epoch_order(k, s // steps_per_epoch, n))(state.key, state.step)
+    return jax.vmap(lambda k, s: epoch_order(k, s // self.steps_per_epoch, n))(state.key, state.step)
 
-  def combine(metrics, last_metrics):
+  def combine(self, metrics, last_metrics):
     """metrics: {k: [T, S]} of the first T steps; last_metrics: {k: [S]} of the last step."""
-    out = {k: (jnp.sum(v, axis=0) + last_metrics[k]) / steps_per_epoch for k, v in metrics.items()}
+    out = {k: (jnp.sum(v, axis=0) + last_metrics[k]) / self.steps_per_epoch for k, v in metrics.items()}
     out.update({k: v for k, v in last_metrics.items() if k not in metrics})
     return out
 
-  jit = jax.jit
-  if shardings is not None:
-    seed_sh, data_sh = shardings
-    place = {
-      "step": ((seed_sh, data_sh, data_sh, seed_sh), (seed_sh, seed_sh)),
-      "scan": ((seed_sh, data_sh, data_sh), (seed_sh, seed_sh)),
-      "orders": ((seed_sh, data_sh), seed_sh),
-    }
 
-    def jit(fn, kind="step", **kw):
-      return jax.jit(fn, in_shardings=place[kind][0], out_shardings=place[kind][1], **kw)
+def _scan_runner(parts: _EpochParts) -> Callable:
+  """One compiled call per epoch: the steps scanned, then the last step (GPU/TPU)."""
 
-  if driver == "scan":
+  def scanned(state, images, labels):
+    order = parts.orders(state, labels)
+    state, metrics = jax.lax.scan(
+      lambda s, _: parts.vstep(s, images, labels, order), state, None, length=parts.steps_per_epoch - 1
+    )
+    state, last_metrics = parts.vlast(state, images, labels, order)
+    return state, parts.combine(metrics, last_metrics)
 
-    def scanned(state, images, labels):
-      order = orders(state, labels)
-      state, metrics = jax.lax.scan(
-        lambda s, _: vstep(s, images, labels, order), state, None, length=steps_per_epoch - 1
-      )
-      state, last_metrics = vlast(state, images, labels, order)
-      return state, combine(metrics, last_metrics)
+  compiled = parts.jit(scanned, "scan", donate_argnums=0)
 
-    scanned = jit(scanned, "scan", donate_argnums=0) if shardings is not None else jax.jit(scanned, donate_argnums=0)
+  def run_epoch(state, images, labels):
+    state, metrics = compiled(state, images, labels)
+    return state, _host(metrics)
 
-    def run_epoch(state, images, labels):
-      state, metrics = scanned(state, images, labels)
-      return state, _host(metrics)
+  return run_epoch
 
-    return run_epoch
 
-  jstep = jit(vstep, donate_argnums=0)
-  jlast = jstep if last_step is None else jit(vlast, donate_argnums=0)
-  jcombine = jax.jit(combine)
-  jorders = jit(orders, "orders") if shardings is not None else jax.jit(orders)
+def _python_runner(parts: _EpochParts, *, shared_last: bool) -> Callable:
+  """A Python loop of one jitted step (CPU: convolutions inside lax.scan are slow there)."""
+  jstep = parts.jit(parts.vstep, donate_argnums=0)
+  jlast = jstep if shared_last else parts.jit(parts.vlast, donate_argnums=0)
+  jcombine = jax.jit(parts.combine)
+  jorders = parts.jit(parts.orders, "orders")
 
   def run_epoch(state, images, labels):
     order = jorders(state, labels)
     collected = []
-    for _ in range(steps_per_epoch - 1):
+    for _ in range(parts.steps_per_epoch - 1):
       state, metrics = jstep(state, images, labels, order)
       collected.append(metrics)  # device arrays; no host sync inside the epoch
     state, last_metrics = jlast(state, images, labels, order)

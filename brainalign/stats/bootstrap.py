@@ -138,6 +138,26 @@ def identity_resample(n: int) -> jax.Array:
   return jnp.arange(n, dtype=jnp.int32)[None]
 
 
+def _checked(model_vectors, brain_vectors, pairs, resamples, n: int, method: str):
+  """The inputs of `bootstrap_rsa` as int32/float arrays, or ValueError naming the mismatch."""
+  _check_method(method)
+  model_vectors, brain_vectors = jnp.asarray(model_vectors), jnp.asarray(brain_vectors)
+  if model_vectors.ndim != 2 or brain_vectors.ndim != 3:
+    raise ValueError(
+      f"expected model_vectors [V, P] and brain_vectors [S, R, P], got {model_vectors.shape} and {brain_vectors.shape}"
+    )
+  i, j = (jnp.asarray(a, jnp.int32) for a in pairs)
+  p = i.shape[0]
+  if model_vectors.shape[1] != p or brain_vectors.shape[2] != p or j.shape[0] != p:
+    raise ValueError(f"pair counts differ: pairs {p}, model {model_vectors.shape[1]}, brain {brain_vectors.shape[2]}")
+  resamples = jnp.asarray(resamples, jnp.int32)
+  if resamples.ndim != 2 or resamples.shape[1] != n:
+    raise ValueError(f"resamples must be [B, n={n}], got {resamples.shape}")
+  if p >= 2**24 or _pool_bins(brain_vectors.shape[0], n * (n - 1) // 2) >= 2**31:
+    raise ValueError(f"n={n} stimuli is too many for exact float32 ranks / int32 pooled keys")
+  return model_vectors, brain_vectors, (i, j), resamples
+
+
 def bootstrap_rsa(
   model_vectors: jax.Array,
   brain_vectors: jax.Array,
@@ -181,30 +201,16 @@ def bootstrap_rsa(
     [B, V, R] if mean_rdm; NaN where a vector contains NaN (degenerate RDM) or a resample leaves no variance.
     With a single brain RDM per ROI (S = 1) there is no noise ceiling: "noise_lower"/"noise_upper" are NaN.
   """
-  _check_method(method)
-  model_vectors = jnp.asarray(model_vectors)
-  brain_vectors = jnp.asarray(brain_vectors)
-  if model_vectors.ndim != 2 or brain_vectors.ndim != 3:
-    raise ValueError(
-      f"expected model_vectors [V, P] and brain_vectors [S, R, P], got {model_vectors.shape} and {brain_vectors.shape}"
-    )
-  i, j = (jnp.asarray(a, jnp.int32) for a in pairs)
-  p = i.shape[0]
-  if model_vectors.shape[1] != p or brain_vectors.shape[2] != p or j.shape[0] != p:
-    raise ValueError(f"pair counts differ: pairs {p}, model {model_vectors.shape[1]}, brain {brain_vectors.shape[2]}")
-  resamples = jnp.asarray(resamples, jnp.int32)
-  if resamples.ndim != 2 or resamples.shape[1] != n:
-    raise ValueError(f"resamples must be [B, n={n}], got {resamples.shape}")
-  if p >= 2**24 or _pool_bins(brain_vectors.shape[0], n * (n - 1) // 2) >= 2**31:
-    raise ValueError(f"n={n} stimuli is too many for exact float32 ranks / int32 pooled keys")
+  model_vectors, brain_vectors, (i, j), resamples = _checked(model_vectors, brain_vectors, pairs, resamples, n, method)
   model_chunk = max(1, min(int(model_chunk), model_vectors.shape[0]))
+  plan = bool(resamples.shape[0] >= PLAN_MIN_RESAMPLES if rank_plan is None else rank_plan)
   static = dict(
     n=int(n),
     method=method,
     batch_size=int(batch_size),
     model_chunk=model_chunk,
     mean_rdm=bool(mean_rdm),
-    rank_plan=bool(resamples.shape[0] >= PLAN_MIN_RESAMPLES if rank_plan is None else rank_plan),
+    rank_plan=plan,
   )
   if mesh is not None and mesh.devices.size > 1:
     run = _over_resamples(_bootstrap_impl, mesh, 5, **static)
