@@ -21,6 +21,7 @@ from brainalign import devices, provenance, rsa, stats
 from brainalign.data import demo, images, prepare, rdm_sources, things
 from brainalign.data.brain import BrainData
 from brainalign.errors import ConfigError, DataError, MissingFileError
+from brainalign.settings import BrainSettings
 
 DATA_LABELS = {"things_fmri": "things-fmri", "simulated": "simulated", "rdms": "rdms"}
 
@@ -59,19 +60,20 @@ class ProbeSet:
   segments: np.ndarray | None = None
 
 
-def _require(brain_config: Any, keys: tuple[str, ...], what: str) -> None:
-  """ValueError naming the empty config.brain keys that the chosen source needs."""
-  missing = [k for k in keys if not brain_config[k]]
+def _require(b: BrainSettings, keys: tuple[str, ...], what: str) -> None:
+  """ConfigError naming the empty config.brain keys that the chosen source needs."""
+  missing = [k for k in keys if not getattr(b, k)]
   if missing:
     raise ConfigError(
-      f"config.brain.source={brain_config.source!r} needs "
+      f"config.brain.source={b.source!r} needs "
       f"{', '.join('config.brain.' + k for k in missing)} ({what}); see README.md"
     )
 
 
 def resolve_source(brain_config: Any) -> tuple[str, str, str]:
   """(data label, betas_dir or RDM file, images_dir) for config.brain; prepares the simulated demo data if asked."""
-  source = brain_config.source
+  b = brain_config = BrainSettings.of(brain_config)
+  source = b.source
   if source not in DATA_LABELS:
     raise ConfigError(f"config.brain.source must be one of {sorted(DATA_LABELS)}, got {source!r}")
   if source == "simulated":
@@ -99,14 +101,15 @@ def resolve_source(brain_config: Any) -> tuple[str, str, str]:
 
 def load_brain(brain_config: Any) -> tuple[str, BrainData, str]:
   """(data label, BrainData, images_dir) for config.brain, without loading any image."""
+  brain_config = BrainSettings.of(brain_config)
   data, where, images_dir = resolve_source(brain_config)
   if brain_config.source == "rdms":
     brain = rdm_sources.load_rdms(
       where,
-      stimuli_file=brain_config.get("stimuli_file") or None,
+      stimuli_file=brain_config.stimuli_file or None,
       subjects=tuple(brain_config.subjects),
       rois=tuple(brain_config.rois),
-      sessions=brain_config.get("rdms_sessions", "average"),
+      sessions=brain_config.rdms_sessions,
     )
   else:
     brain = prepare.load_brain(brain_config, where, rebuild_stale=brain_config.source == "simulated")
@@ -137,7 +140,8 @@ def pair_set(name: str, n: int, runs: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 def data_name(brain_config: Any) -> str:
   """The data source's own name, for figure titles and the report: `config.brain.name`, else by source."""
-  if brain_config.get("name", ""):
+  brain_config = BrainSettings.of(brain_config)
+  if brain_config.name:
     return str(brain_config.name)
   if brain_config.source == "simulated":
     return "SIMULATED brain (brainalign demo, not real fMRI)"
@@ -149,8 +153,8 @@ def data_name(brain_config: Any) -> str:
 def load_probe(config: Any, *, mean: np.ndarray, std: np.ndarray) -> ProbeSet:
   """Loads brain RDMs, stimulus images at every config.eval.resolutions, pair sets, brain ranks, control RDMs."""
   data, brain, images_dir = load_brain(config.brain)
-  layout = config.brain.get("image_layout", "") or ("flat" if config.brain.source == "rdms" else "things")
-  names, segments = model_images(brain, config.eval.get("concept_features", "mean"))
+  layout = BrainSettings.of(config.brain).layout
+  names, segments = model_images(brain, config.eval.concept_features)
   try:
     paths = images.stimulus_paths(images_dir, names, layout)
   except FileNotFoundError as e:

@@ -79,7 +79,7 @@ def prepare_demo(cache_dir: str | os.PathLike, sim: Any) -> DemoPaths:
     cache_dir: parent folder; the data go into a subfolder named by a hash of the settings.
     sim: config.brain.simulation (n_stimuli plus simulate.SimulationConfig fields).
   """
-  n = int(sim.n_stimuli)
+  n = int(sim["n_stimuli"])
   sim_config = simulation_config(sim)
   with open(training_sets.DEMO_BUNDLE, "rb") as f:
     bundle_hash = hashlib.sha256(f.read()).hexdigest()[:12]

@@ -48,6 +48,7 @@ from brainalign import io, provenance
 from brainalign.data import things
 from brainalign.data.brain import BrainData
 from brainalign.errors import CacheError, ConfigError
+from brainalign.settings import BrainSettings
 
 __all__ = [
   "CACHE_VERSION",
@@ -79,17 +80,17 @@ class StaleCacheError(CacheError):
   """The prepared brain cache does not match its source files (or is missing when required)."""
 
 
-def _roi_definitions(brain_config: Any) -> dict[str, tuple[str, ...]]:
+def _roi_definitions(b: BrainSettings) -> dict[str, tuple[str, ...]]:
   """{ROI name: mask columns} for config.brain.rois, from config.brain.roi_definitions."""
-  defs = dict(brain_config.roi_definitions) if "roi_definitions" in brain_config else dict(things.ROI_DEFINITIONS)
-  unknown = [r for r in brain_config.rois if r not in defs]
+  defs = dict(b.roi_definitions)
+  unknown = [r for r in b.rois if r not in defs]
   if unknown:
     raise ConfigError(
       f"config.brain.rois: ROI(s) {unknown} have no definition in config.brain.roi_definitions "
       f"(defined: {sorted(defs)}); add e.g. roi_definitions.FFA=('lFFA', 'rFFA') in a config file"
     )
   out = {}
-  for r in brain_config.rois:
+  for r in b.rois:
     cols = defs[r]
     cols = (cols,) if isinstance(cols, str) else tuple(str(c) for c in cols)
     if not cols:
@@ -104,11 +105,10 @@ def brain_settings(brain_config: Any, betas_dir: str | os.PathLike) -> dict:
   Keys: ``betas_dir`` (absolute), ``subjects``, ``rois`` {name: [columns]}, ``selection``, ``zscore``,
   ``nc_testset_min`` (None = mask only), ``version``.
   """
-  voxel_selection = brain_config.get("voxel_selection", "mask")
+  b = BrainSettings.of(brain_config)
+  voxel_selection, selection, zscore = b.voxel_selection, b.selection, b.zscore
   if voxel_selection not in ("mask", "reliability"):
     raise ConfigError(f"config.brain.voxel_selection must be 'mask' or 'reliability', got {voxel_selection!r}")
-  selection = brain_config.get("selection", "first_exemplar")
-  zscore = brain_config.get("zscore", "all")
   if selection not in things.SELECTIONS:
     raise ConfigError(f"config.brain.selection must be one of {list(things.SELECTIONS)}, got {selection!r}")
   if zscore not in things.ZSCORE_MODES:
@@ -116,11 +116,11 @@ def brain_settings(brain_config: Any, betas_dir: str | os.PathLike) -> dict:
   return {
     "version": CACHE_VERSION,
     "betas_dir": str(pathlib.Path(betas_dir).expanduser().resolve()),
-    "subjects": [str(s) for s in brain_config.subjects],
-    "rois": {k: list(v) for k, v in _roi_definitions(brain_config).items()},
+    "subjects": [str(s) for s in b.subjects],
+    "rois": {k: list(v) for k, v in _roi_definitions(b).items()},
     "selection": selection,
     "zscore": zscore,
-    "nc_testset_min": float(brain_config.nc_testset_min) if voxel_selection == "reliability" else None,
+    "nc_testset_min": float(b.nc_testset_min) if voxel_selection == "reliability" else None,
   }
 
 
@@ -296,8 +296,9 @@ def prepare(
   brain_config: Any, betas_dir: str | os.PathLike, *, progress: bool = True
 ) -> tuple[pathlib.Path, BrainData]:
   """Always (re)builds the cache for ``config.brain`` from the files in ``betas_dir``; returns its path."""
-  settings = brain_settings(brain_config, betas_dir)
-  path = cache_path(brain_config.cache_dir, settings)
+  b = BrainSettings.of(brain_config)
+  settings = brain_settings(b, betas_dir)
+  path = cache_path(b.cache_dir, settings)
   brain, manifest = build_brain(settings, progress=progress)
   save_cache(path, brain, settings, manifest)
   logging.info(
@@ -314,16 +315,17 @@ def load_brain(brain_config: Any, betas_dir: str | os.PathLike, *, rebuild_stale
   ``rebuild_stale=True`` (used for the small simulated demo files only) rebuilds a stale cache, with a
   warning, instead of refusing it.
   """
-  mode = brain_config.get("prepared", "auto")
+  b = BrainSettings.of(brain_config)
+  mode = b.prepared
   if mode not in PREPARED_MODES:
     raise ConfigError(f"config.brain.prepared must be one of {list(PREPARED_MODES)}, got {mode!r}")
-  settings = brain_settings(brain_config, betas_dir)
+  settings = brain_settings(b, betas_dir)
   if mode == "off":
     return build_brain(settings)[0]
-  path = cache_path(brain_config.cache_dir, settings)
+  path = cache_path(b.cache_dir, settings)
   if path.exists():
     try:
-      check = brain_config.get("cache_check", "stat")
+      check = b.cache_check
       if check not in CACHE_CHECKS:
         raise ConfigError(f"config.brain.cache_check={check!r}; expected one of {list(CACHE_CHECKS)}")
       brain = load_cache(path, settings, content=check == "content")

@@ -40,6 +40,7 @@ from typing import Any, TypedDict
 import numpy as np
 
 from brainalign.errors import ConfigError, DataError, MissingFileError
+from brainalign.settings import DataSettings
 
 ASSETS = pathlib.Path(__file__).resolve().parent / "assets"
 DEMO_BUNDLE = ASSETS / "fashion_mnist_demo.npz"
@@ -288,7 +289,7 @@ def _open_source(data_config: Any) -> tuple[Split, Split, str, SourceInfo]:
   if source == "cifar10_tfds":
     from brainalign.data import tfds_source
 
-    return tfds_source.tfds_splits(data_config.get("tfds_data_dir", "~/tensorflow_datasets"))
+    return tfds_source.tfds_splits(data_config.tfds_data_dir)
   raise ConfigError(f"Unknown data.source {source!r}; valid: fashion_mnist_demo, npz, cifar10_tfds")
 
 
@@ -304,7 +305,8 @@ def load_training_set(data_config: Any, seeds: Sequence[int] = ()) -> TrainingSe
   constants (0.4914, 0.4822, 0.4465) / (0.247, 0.243, 0.261)).
   Returns train_indices [N] or [S, N] and test_indices [T] in the original order, and source_info.
   """
-  subset = data_config.get("subset", "shared")
+  data_config = DataSettings.of(data_config)
+  subset = data_config.subset
   if subset not in SUBSETS:
     raise ConfigError(f"data.subset must be one of {SUBSETS}, got {subset!r}")
   train, test, name, info = _open_source(data_config)
