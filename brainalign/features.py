@@ -4,7 +4,7 @@ BatchNorm mode at extraction (config `eval.bn_mode`):
   "running" (correct): BN uses the stored running statistics, so an image's features do not depend on which
       other images share its batch. Chunking is only for memory; the last chunk is zero-padded to the
       chunk size (one compiled shape) and the padding is dropped.
-  "batch" (the reference implementation's defect for PC and STDP, study.md §6.1): BN normalises each
+  "batch" (the reference implementation's defect for PC and STDP, docs/methods.md §6.1): BN normalises each
       evaluation batch with that batch's own statistics (biased variance), with the reference batch size
       and the fixed stimulus order; the last, smaller batch is kept as it is. Use it only to reproduce
       published numbers; the results say so in their `bn_mode` column.

@@ -1,11 +1,11 @@
 """The study's CNN in flax linen, with readouts for RSA.
 
-Architecture (study.md §3.1): three blocks conv 3x3 (stride 1, SAME, no bias) -> BatchNorm -> ReLU ->
+Architecture (docs/methods.md §3.1): three blocks conv 3x3 (stride 1, SAME, no bias) -> BatchNorm -> ReLU ->
 2x2 max-pool with 32/64/128 channels; adaptive average pool to 4x4; FC 2048->512 -> ReLU -> dropout 0.3 ->
 FC 512->10. NHWC layout. The flatten before FC1 uses PyTorch's (C, H, W) order so that weights port from
 the reference implementation unchanged.
 
-Readouts (study.md §3.3): `conv1`, `conv2`, `conv3` = spatial mean of each block's output (after the pool),
+Readouts (docs/methods.md §3.3): `conv1`, `conv2`, `conv3` = spatial mean of each block's output (after the pool),
 `fc1` = the 512-d post-ReLU vector. At 32 px the conv3 map is already 4x4 and the adaptive pool is the
 identity; at 224 px it averages 7x7 bins, as PyTorch's `AdaptiveAvgPool2d(4)` does.
 
@@ -13,7 +13,7 @@ Rule-specific variants (all off by default, so the BP/random network is unchange
   * `feedback`: an optional {layer: B} dict passed to `CNN.__call__`; a layer listed there sends the error
     down through the fixed kernel B instead of its own weights (feedback alignment, `fa_conv3x3`/`fa_dense`,
     both `jax.custom_vjp`); the weight gradient stays the exact local one.
-  * `pre_bn_relu`: the reference STDP block order conv -> ReLU -> BN -> ReLU -> pool (study.md §3.1).
+  * `pre_bn_relu`: the reference STDP block order conv -> ReLU -> BN -> ReLU -> pool (docs/methods.md §3.1).
   * `conv_block` / `batch_norm` / `readout_head`: the same blocks as plain functions of the parameter dicts,
     for rules that run the layers one by one (predictive coding's inference loop, STDP's per-layer update).
 
@@ -243,7 +243,7 @@ class CNN(nn.Module):
     train: training mode (BN batch statistics and running-stat updates, dropout on).
     bn_batch_stats: override BN only (dropout stays off when train=False). True normalises with the
       current batch's statistics: the reference implementation's extraction defect for PC/STDP
-      (study.md §6.1); callers must pass mutable=["batch_stats"] and discard the update.
+      (docs/methods.md §6.1); callers must pass mutable=["batch_stats"] and discard the update.
     feedback: optional {layer: B} (layers conv1..conv3, fc1, fc2) of fixed feedback kernels shaped like the
       layer's kernel: those layers send the error down through B (feedback alignment); None = exact BP.
     error_signals: optional {layer: signal} (conv1..conv3 block outputs [N, C] or [N, H, W, C], fc1 [N, F]):
@@ -296,7 +296,8 @@ def create_model(
   model_config: Any, *, conv_init: str = "torch_default", conv_bias: bool = False, pre_bn_relu: bool = False
 ) -> CNN:
   """Builds the CNN from `config.model` (conv_widths, fc_width, num_classes, dropout_rate, conv_impl); the
-  rule decides the conv initialisation, bias and (STDP) block order (the reference rules differ, study.md §3.1-3.2)."""
+  rule decides the conv initialisation, bias and (STDP) block order (the reference rules differ,
+  docs/methods.md §3.1-3.2)."""
   return CNN(
     conv_widths=tuple(model_config.conv_widths),
     fc_width=model_config.fc_width,

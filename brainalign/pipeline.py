@@ -167,7 +167,7 @@ def _run_info(config, training, probe_set, all_stages, results_fp, mesh) -> dict
   bn_note = (
     "BN running statistics at extraction (correct)"
     if config.eval.bn_mode == "running"
-    else "BN BATCH statistics at extraction: reproduces the reference implementation's defect (study.md §6.1)"
+    else "BN BATCH statistics at extraction: reproduces the reference implementation's defect (docs/methods.md §6.1)"
   )
   simulated = probe_set.data == "simulated"
   return {

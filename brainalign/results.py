@@ -9,7 +9,7 @@ diagnostics.csv: one row per (rule, seed, epoch, metric) with `value`: the learn
     `cos_pc_vs_bp_<layer>`), the angles/cosines measured on the last training batch of the epoch.
 summary.csv: per (data, rule, epoch, layer, roi, resolution, pairs, bn_mode) the mean and SD over seeds of
     the subject-mean rho; layer "best" is the per-seed maximum over layers of the subject-mean rho (P3's
-    convention, study.md §9.4), then mean and SD over seeds.
+    convention, docs/methods.md §9.4), then mean and SD over seeds.
 """
 
 from collections.abc import Sequence

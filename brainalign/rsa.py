@@ -8,12 +8,12 @@ its centred, unit-norm ranks, each comparison is a dot product:
 The brain ranks are fixed and computed ONCE (`rank_brain`); each model RDM is ranked once per
 (seed, milestone, layer) instead of once per comparison, as the reference implementation's
 `scipy.stats.spearmanr` loop does. `rsa_grid` does the whole [..., L, R, S] grid in one compiled
-call (`study.md` §8.1-8.2, `style.md` §12); `bench/rsa.py` times it against that loop and
+call (`docs/methods.md` §8.1-8.2, `docs/contributing.md` §12); `bench/rsa.py` times it against that loop and
 rsatoolbox.
 
 Conventions:
   * Pairs are the strict upper triangle in row-major order (`np.triu_indices(n, k=1)`), or any
-    subset of it given as index arrays (e.g. the cross-run pairs, `study.md` §7.8).
+    subset of it given as index arrays (e.g. the cross-run pairs, `docs/methods.md` §7.8).
   * Dissimilarities follow `scipy.spatial.distance.pdist`: "correlation" = 1 - Pearson r across
     features, "cosine" = 1 - cos, "euclidean" = L2 distance.
   * Undefined values are NaN, never a silent number: a constant feature row has no correlation

@@ -15,7 +15,7 @@ def _init(model, size=32):
 
 
 def test_parameter_shapes_match_the_study():
-  """Three bias-free 3x3 convs 3->32->64->128, BN on each, FC 2048->512 and 512->10 (study.md §3.1)."""
+  """Three bias-free 3x3 convs 3->32->64->128, BN on each, FC 2048->512 and 512->10 (docs/methods.md §3.1)."""
   v = _init(models.CNN())
   shapes = jax.tree.map(lambda a: a.shape, v["params"])
   assert shapes["conv1"] == {"kernel": (3, 3, 3, 32)}
@@ -94,7 +94,7 @@ def test_torch_default_init_is_uniform_with_bound_one_over_sqrt_fan_in():
 
 
 def test_kaiming_normal_init_has_std_sqrt_two_over_fan_in():
-  """kaiming_normal_ (the reference FA/STDP convs): std sqrt(2/fan_in) = 0.0833 for conv2 (study.md §3.2)."""
+  """kaiming_normal_ (the reference FA/STDP convs): std sqrt(2/fan_in) = 0.0833 for conv2 (docs/methods.md §3.2)."""
   w = np.asarray(_init(models.CNN(conv_init="kaiming_normal"))["params"]["conv2"]["kernel"])
   np.testing.assert_allclose(w.std(), np.sqrt(2 / 288), rtol=0.05)
 

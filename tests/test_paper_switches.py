@@ -1,4 +1,4 @@
-"""configs/paper.py switch sets for the P1 v2 and P1 v4 conventions (study.md §2.1, §9.2, §9.3)."""
+"""configs/paper.py switch sets for the P1 v2 and P1 v4 conventions (docs/methods.md §2.1, §9.2, §9.3)."""
 
 import pytest
 

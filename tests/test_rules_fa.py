@@ -130,7 +130,7 @@ def test_reference_variant_is_exact_above_conv3_and_feedback_below():
 
 
 def test_feedback_kernels_are_xavier_normal_and_never_change_during_training():
-  """B ~ N(0, 2/(9 Cin + 9 Cout)) (study.md §3.2); after several optimiser steps params moved, B did not."""
+  """B ~ N(0, 2/(9 Cin + 9 Cout)) (docs/methods.md §3.2); after several optimiser steps params moved, B did not."""
   model = models.CNN(conv_bias=True, conv_init="kaiming_normal", conv_widths=(32, 64, 8), fc_width=16)
   rule = rules.create("fa", model, fa_config("standard"), steps_per_epoch=2)
   keys = jnp.asarray(train.seed_key_data([0]))

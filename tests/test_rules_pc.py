@@ -1,4 +1,4 @@
-"""Predictive coding: the reference algorithm against a NumPy transcription of study.md §4.3(b), and the
+"""Predictive coding: the reference algorithm against a NumPy transcription of docs/methods.md §4.3(b), and the
 standard variant's energy descent, approach to backprop and locality."""
 
 import functools
@@ -78,7 +78,7 @@ def np_block(x, w, scale, bias, stats):
 
 
 def np_reference_step(p, stats, pred, x, *, steps=10, rate=0.02):
-  """study.md §4.3(b) in NumPy: returns (ΔW1, ΔW2, new stats, r3)."""
+  """docs/methods.md §4.3(b) in NumPy: returns (ΔW1, ΔW2, new stats, r3)."""
   p, stats, pred = jax.tree.map(lambda a: np.asarray(a, np.float64), (p, stats, pred))
   relu, up = lambda a: np.maximum(a, 0), lambda a: a.repeat(2, 1).repeat(2, 2)
   avg = lambda a: a.reshape(a.shape[0], a.shape[1] // 2, 2, a.shape[2] // 2, 2, a.shape[3]).mean(axis=(2, 4))

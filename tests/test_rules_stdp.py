@@ -67,7 +67,7 @@ def test_standard_pre_before_post_potentiates_and_post_before_pre_depresses():
 
 def test_reference_sign_is_the_implemented_opposite():
   """The reference formula: post after pre (Δt > 0) gives A(e^{−Δt/20} − 1) < 0 (depression), post before pre
-  gives A(1 − e^{Δt/20}) > 0 (study.md §6.2); the largest per-step change 5e-4·A(1 − e^{−11/20}) ≈ 6.35e-7."""
+  gives A(1 − e^{Δt/20}) > 0 (docs/methods.md §6.2); the largest per-step change 5e-4·A(1 − e^{−11/20}) ≈ 6.35e-7."""
   kw = dict(a_plus=0.003, a_minus=0.003, tau_plus=20.0, tau_minus=20.0, clip=0.002)
   pre_first = stdp.reference_delta(jnp.array([[1.0]]), jnp.array([[4.0]]), **kw)
   post_first = stdp.reference_delta(jnp.array([[4.0]]), jnp.array([[1.0]]), **kw)

@@ -126,7 +126,7 @@ def test_same_seed_gives_identical_files_and_another_seed_differs(simulated, sti
 def test_files_have_the_release_layout(simulated):
   """The folder holds the release's three files per subject (float64 responses) plus SIMULATED.md.
 
-  Oracle: things-format.md §4–§6 (dataset path, dtype, shape = voxels x trials) and the config
+  Oracle: docs/data-formats.md §4–§6 (dataset path, dtype, shape = voxels x trials) and the config
   (2 sessions x (60 train + 5 test) trials; ROI sizes + other voxels).
   """
   betas, _ = simulated
@@ -147,7 +147,7 @@ def test_loader_reads_it_back_with_exemplar01_stimuli_and_shared_order(simulated
   """Read back through the real loader: exemplar-01 stimuli in sorted-concept order; sub-01 and
   sub-02 saw them in the same order and runs (in different sessions), sub-03 in another order.
 
-  Oracle: the design rules of things-format.md §8–§9 (selection = first exemplar per concept, sorted
+  Oracle: the design rules of docs/data-formats.md §8–§9 (selection = first exemplar per concept, sorted
   by concept; shared presentation order of sub-01/02).
   """
   betas, brain = simulated

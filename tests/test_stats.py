@@ -122,7 +122,7 @@ def test_noise_ceiling_equals_rsatoolbox(toy, method):
 
 
 def test_noise_ceiling_spearman_equals_direct_formula(toy):
-  """Nili bounds from the definition (study.md §8.5), rank pooling written out with SciPy."""
+  """Nili bounds from the definition (docs/methods.md §8.5), rank pooling written out with SciPy."""
   _, _, brain = toy
   x = brain[:, 0].astype(np.float64)
   ranks = np.array([scipy.stats.rankdata(v) for v in x])
@@ -134,7 +134,7 @@ def test_noise_ceiling_spearman_equals_direct_formula(toy):
 
 
 def _loop_oracle(model, brain, runs, idx, n):
-  """Explicit stimulus bootstrap (study.md §8.6), one resample at a time: index both RDMs by the
+  """Explicit stimulus bootstrap (docs/methods.md §8.6), one resample at a time: index both RDMs by the
   resample, keep position pairs a < b whose original stimuli differ and lie in different runs for
   every subject, Spearman with SciPy; per-subject rho [V, R, S]."""
   ms = [scipy.spatial.distance.squareform(v) for v in model]
@@ -308,7 +308,7 @@ def test_bh_and_holm_equal_statsmodels():
 
 
 def test_cohens_d_formulas():
-  """Averaged-variance d (study.md §8.9) and paired d_z, from the formulas with NumPy."""
+  """Averaged-variance d (docs/methods.md §8.9) and paired d_z, from the formulas with NumPy."""
   a, b = np.array([0.07, 0.08, 0.06, 0.09, 0.075]), np.array([0.03, 0.035, 0.025, 0.04, 0.03])
   want = (a.mean() - b.mean()) / np.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)
   assert stats.cohens_d(a, b) == pytest.approx(want)

@@ -1,6 +1,6 @@
 """Tests of the THINGS-fMRI writer (brainalign.data.things_writer) and loader (brainalign.data.things).
 
-Oracles: the format description (things-format.md §4–§6, §8–§10), pandas' own reader
+Oracles: the format description (docs/data-formats.md §4–§6, §8–§10), pandas' own reader
 (``pd.read_hdf`` / ``pd.read_csv``), NumPy/SciPy reference computations and brute-force loops.
 """
 
@@ -63,7 +63,7 @@ def _oracle_rdm_vector(fx, subject, columns):
 
 
 def test_hdf5_layout_matches_spec(fx):
-  """The written ResponseData.h5 has the nodes, dtypes, shapes and attributes of things-format.md §4.2
+  """The written ResponseData.h5 has the nodes, dtypes, shapes and attributes of docs/data-formats.md §4.2
   (oracle: the spec's node table, checked with h5py) and pd.read_hdf reads back the same table."""
   subject = "sub-02"
   path, resp = fx["files"][subject].responses, fx["responses"][subject]

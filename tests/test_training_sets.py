@@ -1,4 +1,4 @@
-"""Training data: the 8,000-image subset per seed or shared (study.md §4.0), and CIFAR-10 through TFDS.
+"""Training data: the 8,000-image subset per seed or shared (docs/methods.md §4.0), and CIFAR-10 through TFDS.
 
 Oracles: numpy permutations drawn here from the documented seeds, arrays built here (PNG-encoded with Pillow),
 hashlib, and jax runs of each seed alone on its own images. tensorflow-datasets is NOT needed here: its API is

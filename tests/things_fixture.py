@@ -1,4 +1,4 @@
-"""Tiny, format-exact THINGS-fMRI ``betas_csv`` fixture (things-format.md §9), written with things_writer.
+"""Tiny, format-exact THINGS-fMRI ``betas_csv`` fixture (docs/data-formats.md §9), written with things_writer.
 
 3 subjects × 3 sessions × 2 runs; 12 train concepts (with the pitfall names ``ant``/``anteater``,
 ``camera``/``camera1``, ``banana``/``banana_split``, ``yo-yo``, ``ping-pong_table``) + 2 test concepts;

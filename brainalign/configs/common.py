@@ -5,8 +5,8 @@ Keys carry their units (`num_epochs`, `batch_size`, `resolutions` in px). Commen
 
 import ml_collections
 
-# Hyper-parameters of every rule (study.md §4.1). conv_init/conv_bias: the reference implementation used
-# different initialisations per rule (study.md §3.2, §6.9).
+# Hyper-parameters of every rule (docs/methods.md §4.1). conv_init/conv_bias: the reference implementation used
+# different initialisations per rule (docs/methods.md §3.2, §6.9).
 RULE_CONFIGS = {
   "random": dict(conv_init="torch_default", conv_bias=False, pre_bn_relu=False),
   "bp": dict(
@@ -23,7 +23,7 @@ RULE_CONFIGS = {
     schedule_epochs=40,
   ),
   # Feedback alignment (brainalign/rules/feedback_alignment.py); the variant picks one optimiser block.
-  # reference: B only conv->conv (the study's FA/BP hybrid, study.md §4.2b, §6.4), the study's SGD 5e-4.
+  # reference: B only conv->conv (the study's FA/BP hybrid, docs/methods.md §4.2b, §6.4), the study's SGD 5e-4.
   # standard: B at every layer incl. FC (Lillicrap et al. 2016); dfa: direct FA (Nøkland 2016). With random
   # feedback at the FC layers SGD 5e-4 is still at chance after 2 demo epochs; 1e-2 learns (README). dfa: no
   # global-norm clip (its broadcast output-error signals dominate the norm, so clipping starved FC2's exact
@@ -61,7 +61,7 @@ RULE_CONFIGS = {
     ),
   ),
   # Predictive coding (brainalign/rules/predictive_coding.py); the variant picks one of the two blocks.
-  # reference: study.md §4.3(b), defects §6.3; prediction_bias: PyTorch's ConvTranspose2d default (unconfirmed).
+  # reference: docs/methods.md §4.3(b), defects §6.3; prediction_bias: PyTorch's ConvTranspose2d default (unconfirmed).
   # standard: Whittington & Bogacz 2017 / PCX energy; output_weight β < 1 = weaker clamping (β -> 0: BP).
   # diagnostics: cosine of each layer's update with the BP gradient (one extra backward, last step of each epoch).
   "pc": dict(
@@ -94,8 +94,8 @@ RULE_CONFIGS = {
       diagnostics=True,
     ),
   ),
-  # STDP (brainalign/rules/stdp.py); conv -> ReLU -> BN -> ReLU -> pool (pre_bn_relu, study.md §3.1).
-  # reference: study.md §4.4(b), a defective rule (§6.2); standard: pair-based trace STDP at every position.
+  # STDP (brainalign/rules/stdp.py); conv -> ReLU -> BN -> ReLU -> pool (pre_bn_relu, docs/methods.md §3.1).
+  # reference: docs/methods.md §4.4(b), a defective rule (§6.2); standard: pair-based trace STDP at every position.
   # Both: FC1, FC2, BN affine by Adam(readout_learning_rate); kernels clipped to [w_min, w_max] after each step.
   "stdp": dict(
     variant="reference",
@@ -193,7 +193,7 @@ def base_config() -> ml_collections.ConfigDict:
       images_dir="",  # folder with object_images/<concept>/<stimulus> (things_fmri)
       subjects=("sub-01", "sub-02", "sub-03"),  # source="rdms": () = all subjects in the file
       rois=("V1", "V2", "V3", "hV4", "LOC", "IT"),
-      # ROI name -> VoxelMetadata mask columns whose union it is (things-format.md §6.2); add more in a config
+      # ROI name -> VoxelMetadata mask columns whose union it is (docs/data-formats.md §6.2); add more in a config
       roi_definitions=ml_collections.ConfigDict(
         dict(V1=("V1",), V2=("V2",), V3=("V3",), hV4=("hV4",), LOC=("lLOC", "rLOC"), IT=("IT",))
       ),
@@ -227,8 +227,8 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.eval = ml_collections.ConfigDict(
     dict(
-      resolutions=(32, 224),  # px; training is at 32 px (study.md §6.8)
-      bn_mode="running",  # "batch" reproduces the reference PC/STDP defect (study.md §6.1)
+      resolutions=(32, 224),  # px; training is at 32 px (docs/methods.md §6.8)
+      bn_mode="running",  # "batch" reproduces the reference PC/STDP defect (docs/methods.md §6.1)
       batch_size=128,  # the reference extraction batch (matters only in "batch" mode)
       rdm_metric="correlation",  # 1 - Pearson (the study); also "cosine", "euclidean"
       pair_sets=("all",),  # "all" (P3) and/or "cross_run" (P1 v4)
@@ -238,7 +238,7 @@ def base_config() -> ml_collections.ConfigDict:
     )
   )
 
-  # Statistics of the report (main.py --mode=report; brainalign/stats.py, brainalign/report.py; study.md §8)
+  # Statistics of the report (main.py --mode=report; brainalign/stats.py, brainalign/report.py; docs/methods.md §8)
   c.stats = ml_collections.ConfigDict(
     dict(
       bootstrap_samples=1000,  # B stimulus resamples, shared by every condition (P1 v4: 1,000)
@@ -262,7 +262,7 @@ def base_config() -> ml_collections.ConfigDict:
       # on CPU) | "closed" (Pearson of the rank residuals, the textbook partial Spearman)
       partial_forms=("reference", "closed"),
       # fixed layer per ROI as (ROI, layer) pairs: the study's Conv1->V1, Conv1->V2, Conv3->LOC, FC1->IT
-      # (study.md §3.4); V3 and hV4, which P1 did not map, go to conv2 (between conv1 and conv3). An ROI that is
+      # (docs/methods.md §3.4); V3 and hV4, which P1 did not map, go to conv2 (between conv1 and conv3). An ROI that is
       # not listed (e.g. of another data set) is compared with its best layer per seed. The command line takes
       # "ROI:layer" strings: --config.stats.layer_for_roi='("hIT:fc1",)' (replaces the whole mapping)
       layer_for_roi=(

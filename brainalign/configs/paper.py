@@ -15,10 +15,10 @@ Expected cost: one GPU, tens of minutes per rule (not yet measured; record it he
 Named switch sets (combine with `:tiny` as `:p1v2,tiny`); expected numbers on the real data in README.md:
   configs/paper.py:p1v2   P1 v2 (arXiv 2604.16875v2): 224 px only, all pairs, ROIs V1/V2/LOC/IT, extraction batch
                           64 (v8 notebook), one CIFAR subset (seed 42) shared by all seeds, models scored at epoch
-                          40; the paper's group convention is the MEAN-RDM one (study.md §7.7). Its PC/STDP values
-                          need BN batch statistics (the defect, study.md §6.1): run those rules separately with
-                          --config.eval.bn_mode=batch.
-  configs/paper.py:p1v4   P1 v4: 224 px, cross-run pairs (study.md §6.7), ROIs V1/V2/LOC/IT, repaired BN
+                          40; the paper's group convention is the MEAN-RDM one (docs/methods.md §7.7). Its PC/STDP
+                          values need BN batch statistics (the defect, docs/methods.md §6.1): run those rules
+                          separately with --config.eval.bn_mode=batch.
+  configs/paper.py:p1v4   P1 v4: 224 px, cross-run pairs (docs/methods.md §6.7), ROIs V1/V2/LOC/IT, repaired BN
                           (running statistics), epoch 40; group convention per subject, then mean.
 """
 
@@ -42,7 +42,7 @@ def get_config(arg: str = ""):
   c.name = "paper"
   c.rules = P1_RULES  # all five conditions of the study (reference variants)
   c.eval.pair_sets = ("all", "cross_run")
-  c.data.subset = "per_seed"  # P3's script redraws the 8,000-image subset per seed (study.md §4.0)
+  c.data.subset = "per_seed"  # P3's script redraws the 8,000-image subset per seed (docs/methods.md §4.0)
   args = common.parse_arg(arg)
   unknown = args - {"tiny", "p1v2", "p1v4"}
   if unknown:

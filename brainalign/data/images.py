@@ -1,10 +1,10 @@
 """Stimulus images in the THINGS layout and the study's evaluation transform.
 
-Layout (things-format.md §7.2): `<images_dir>/object_images/<concept>/<stimulus>`, where `concept` is the
+Layout (docs/data-formats.md §7.2): `<images_dir>/object_images/<concept>/<stimulus>`, where `concept` is the
 stimulus name without its `_<NN><letter>.jpg` suffix (`stimulus.rsplit('_', 1)[0]`). A folder that is itself
 named `object_images` may be given directly.
 
-Evaluation transform (study.md §5): convert to RGB -> resize the shorter side to R (bilinear, antialiased
+Evaluation transform (docs/methods.md §5): convert to RGB -> resize the shorter side to R (bilinear, antialiased
 when shrinking, as torchvision's Resize on PIL images) -> centre crop R x R -> [0, 1] -> normalise with the
 training set's per-channel mean and std.
 """

@@ -11,7 +11,7 @@ Formats (chosen by the file's suffix):
 * ``.npz`` (``np.load``, no pickles): ``rdms`` ``[S, R, n, n]`` square or ``[S, R, P]`` condensed;
   ``subjects [S]`` and ``rois [R]`` (strings); optional ``stimuli [n]`` (strings) and ``runs [S, n]``
   (int, e.g. ``session * 100 + run``; enables cross-run pairs).
-* ``.mat`` (``scipy.io.loadmat``), the classic 92-image format (things-format.md §11): a struct array
+* ``.mat`` (``scipy.io.loadmat``), the classic 92-image format (docs/data-formats.md §11): a struct array
   ``RDMs`` of any shape with fields ``RDM`` (``n × n``, or a condensed vector of length ``P``) and
   ``name`` (``'ROI | SUBJECT | Session: k'``: ``' | '``-separated; the first part is the ROI, the second
   the subject, the rest e.g. the session). Entries with the same ROI and subject (several sessions)

@@ -70,7 +70,7 @@ lands in session ((3, 2, 5)[s] - 1) mod n_sessions + 1, mirroring the real sessi
 sub-01/02/03 (with 12 sessions exactly those; with the default 2 sessions: 1 / 2 / 1). sub-01 and
 sub-02 share the presentation-order seed and ``make_design`` keys the order on the exemplar number,
 so their exemplar-01 trials have identical order and runs; sub-03 has its own seed
-(things-format.md §8-§9). The loader orders RDM rows by sorted concept name.
+(docs/data-formats.md §8-§9). The loader orders RDM rows by sorted concept name.
 
 Exemplars other than 01 and the test images are deterministic transforms of the concept's image
 (``stimulus_set``): a horizontal flip with probability 1/2, a shift of up to

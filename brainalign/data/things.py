@@ -1,6 +1,6 @@
 """Load THINGS-fMRI single-trial responses (``betas_csv`` release) and build the study's brain RDMs.
 
-Files per subject (``things-format.md`` §3–§6; written for tests by ``things_writer``):
+Files per subject (``docs/data-formats.md`` §3–§6; written for tests by ``things_writer``):
 
 * ``sub-XX_ResponseData.h5``: pandas fixed-format store; the data are the HDF5 dataset
   ``ResponseData/block0_values`` of shape ``[n_vox, n_trials]`` (rows in ``voxel_id`` order, columns
@@ -10,7 +10,7 @@ Files per subject (``things-format.md`` §3–§6; written for tests by ``things
   responses.
 * ``sub-XX_VoxelMetadata.csv``: ``[n_vox]`` rows with 0/1 ROI mask columns.
 
-The study's recipe (``study.md`` §7), implemented by ``load_things_fmri`` (defaults in brackets; each
+The study's recipe (``docs/methods.md`` §7), implemented by ``load_things_fmri`` (defaults in brackets; each
 step has the alternatives the issue asks for):
 
 1. stimulus selection (``SELECTIONS``) [``first_exemplar``]: per train concept (sorted) the

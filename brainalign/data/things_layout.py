@@ -1,10 +1,10 @@
 """The THINGS-fMRI ``betas_csv`` layout: file names, column names and constants of the release.
 
 Shared by the reader (``things`` and its parts) and the writer (``things_writer``), so that neither imports
-the other: a subject's three files (``SubjectFiles``, ``subject_file_names``; ``things-format.md`` §3), the
+the other: a subject's three files (``SubjectFiles``, ``subject_file_names``; ``docs/data-formats.md`` §3), the
 HDF5 dataset of the responses (``RESPONSE_DATASET``, §4), the StimulusMetadata header (§5), the VoxelMetadata
 columns (§6: 13 leading, 29 ROI masks, 180 Glasser parcels), the subjects and releases, and the study's ROIs
-as unions of mask columns (``study.md`` §7.4). Nothing here reads or writes a file.
+as unions of mask columns (``docs/methods.md`` §7.4). Nothing here reads or writes a file.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ __all__ = [
   "check_release",
 ]
 
-#: The 13 leading VoxelMetadata columns (things-format.md §6.1), in file order.
+#: The 13 leading VoxelMetadata columns (docs/data-formats.md §6.1), in file order.
 LEADING_COLUMNS: tuple[str, ...] = (
   "voxel_id",
   "subject_id",
@@ -44,7 +44,7 @@ LEADING_COLUMNS: tuple[str, ...] = (
   "prf-size",
 )
 
-#: The 29 ROI mask columns (things-format.md §6.2), in file order. ``IT`` exists only in v2.
+#: The 29 ROI mask columns (docs/data-formats.md §6.2), in file order. ``IT`` exists only in v2.
 ROI_COLUMNS: tuple[str, ...] = (
   "V1",
   "V2",
@@ -80,7 +80,7 @@ ROI_COLUMNS: tuple[str, ...] = (
 #: The ROI columns of the v1 release (no ``IT``).
 V1_ROI_COLUMNS: tuple[str, ...] = tuple(c for c in ROI_COLUMNS if c != "IT")
 
-#: All 180 Glasser HCP-MMP1 parcel columns (things-format.md §6.3), in file order; two names contain
+#: All 180 Glasser HCP-MMP1 parcel columns (docs/data-formats.md §6.3), in file order; two names contain
 #: an embedded newline (``'glasser-p9-\n46v'``, ``'glasser-a9-\n46v'``).
 GLASSER_COLUMNS: tuple[str, ...] = (
   "glasser-V1",
@@ -286,7 +286,7 @@ RELEASES = ("v1", "v2")
 #: The release's subjects.
 SUBJECTS = ("sub-01", "sub-02", "sub-03")
 
-#: Study ROI name -> VoxelMetadata mask columns whose union defines it (study.md §7.4).
+#: Study ROI name -> VoxelMetadata mask columns whose union defines it (docs/methods.md §7.4).
 ROI_DEFINITIONS: dict[str, tuple[str, ...]] = {
   "V1": ("V1",),
   "V2": ("V2",),

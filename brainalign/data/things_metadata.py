@@ -1,4 +1,4 @@
-"""Find a subject's THINGS-fMRI files and read its two metadata tables, checked (``things-format.md`` §3, §5, §6).
+"""Find a subject's THINGS-fMRI files and read its two metadata tables, checked (``docs/data-formats.md`` §3, §5, §6).
 
 * ``find_subject_files``: the three files of a subject under the public or the reference names.
 * ``read_stimulus_metadata``: ``sub-XX_StimulusMetadata.csv`` ``[n_trials]`` (``trial_id`` = row number =

@@ -1,6 +1,6 @@
 """From the ResponseData file to z-scored ROI patterns ``[n, v]``, a few voxel rows at a time.
 
-``study.md`` §7, step 3 (``things-format.md`` §4): the responses are the HDF5 dataset
+``docs/methods.md`` §7, step 3 (``docs/data-formats.md`` §4): the responses are the HDF5 dataset
 ``ResponseData/block0_values`` ``[n_vox, n_trials]`` (``things_layout.RESPONSE_DATASET``), read with h5py,
 ROI rows only (``read_voxel_rows``): the whole table of a subject is ≈16.6 GB and is never loaded. Each
 voxel is z-scored (``ZSCORE_MODES``: across all trials of the file, within each (session, run), or within

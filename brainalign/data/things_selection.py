@@ -1,6 +1,6 @@
 """Which trials of a subject make up each RDM row (stimulus "item"): the stimulus selection rules.
 
-The rules (``SELECTIONS``; ``study.md`` §7, step 1), items always in concept order (Python string order):
+The rules (``SELECTIONS``; ``docs/methods.md`` §7, step 1), items always in concept order (Python string order):
 
 * ``first_exemplar`` (the study): per train concept its alphabetically first stimulus, one trial
   (``select_first_exemplars``; 720 in the release, all from one session);

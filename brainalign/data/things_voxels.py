@@ -1,6 +1,6 @@
 """Which voxel rows make up an ROI: unions of VoxelMetadata mask columns, optionally by reliability.
 
-``study.md`` §7, step 2: an ROI (``things_layout.ROI_DEFINITIONS``, e.g. LOC = lLOC ∪ rLOC) is the union
+``docs/methods.md`` §7, step 2: an ROI (``things_layout.ROI_DEFINITIONS``, e.g. LOC = lLOC ∪ rLOC) is the union
 of its 0/1 mask columns (``roi_voxel_rows``); ``select_voxels`` can also keep only the voxels with
 ``nc_testset > nc_testset_min`` (the Brain-Score convention, 30). Both return sorted rows ``[v]`` of
 the ResponseData table (= ``voxel_id``).
@@ -63,7 +63,7 @@ def select_voxels(
 ) -> np.ndarray:
   """Voxel rows of an ROI (union of mask ``columns``), optionally only those with ``nc_testset > min``.
 
-  ``nc_testset`` is the noise ceiling of the test set in percent (things-format.md §6.1); Brain-Score
+  ``nc_testset`` is the noise ceiling of the test set in percent (docs/data-formats.md §6.1); Brain-Score
   keeps voxels with ``nc_testset > 30``. Voxels whose ``nc_testset`` is NaN are not selected.
 
   Returns:

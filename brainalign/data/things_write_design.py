@@ -1,7 +1,7 @@
 """StimulusMetadata rows of a THINGS-fMRI-like design: which image each trial shows, in which session and run.
 
 Used by the writer (``things_writer``, re-exported there) for test fixtures and the simulated brain;
-the header is ``things_layout.STIMULUS_COLUMNS`` (``things-format.md`` §5). ``make_design`` lays out
+the header is ``things_layout.STIMULUS_COLUMNS`` (``docs/data-formats.md`` §5). ``make_design`` lays out
 sessions × runs, every train concept once per session with one exemplar number, test images spread
 over the runs; ``default_stimulus_name`` gives the THINGS image file names.
 """
@@ -135,7 +135,7 @@ def make_design(
       the session's exemplar number (``'exemplar'``, default) or the session number (``'session'``).
       With ``'exemplar'`` two subjects with the same ``order_seed`` present e.g. all ``_01`` images in
       the same order and runs even when ``_01`` falls in different sessions for them, which is what
-      the real sub-01/sub-02 do (it gives the study's 81.2 % cross-run pairs, things-format.md §8.6).
+      the real sub-01/sub-02 do (it gives the study's 81.2 % cross-run pairs, docs/data-formats.md §8.6).
 
   Returns:
     DataFrame with ``S * (C + T)`` rows sorted by session, then run, in presentation order;

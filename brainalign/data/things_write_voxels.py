@@ -1,7 +1,7 @@
 """VoxelMetadata rows of a synthetic subject: coordinates, noise ceilings, pRF fits, ROI masks, Glasser parcels.
 
 Used by the writer (``things_writer``, re-exported there) for test fixtures and the simulated brain; the
-columns are ``things_layout``'s (``things-format.md`` §6): ``LEADING_COLUMNS`` (random but plausible values),
+columns are ``things_layout``'s (``docs/data-formats.md`` §6): ``LEADING_COLUMNS`` (random but plausible values),
 ``ROI_COLUMNS`` (voxels laid out in disjoint ROI blocks) and, for v2, ``GLASSER_COLUMNS`` (each voxel in at
 most one parcel, the early visual and IT ROIs in their matching parcels).
 """
@@ -23,7 +23,7 @@ from brainalign.data.things_layout import (
 
 __all__ = ["make_voxel_metadata"]
 
-# Glasser parcels whose union the official notebook and brain-score use as IT (things-format.md §6.2);
+# Glasser parcels whose union the official notebook and brain-score use as IT (docs/data-formats.md §6.2);
 # the writer puts the voxels of the ``IT`` ROI into these parcels so the two definitions roughly agree.
 _IT_GLASSER = (
   "glasser-TE1p",

@@ -1,7 +1,7 @@
 """Write files in the THINGS-fMRI ``betas_csv`` format exactly as published.
 
 The public single-trial release (Hebart et al. 2023, figshare+ ``betas_csv``) holds three files per
-subject (see ``things-format.md`` §3–§6):
+subject (see ``docs/data-formats.md`` §3–§6):
 
 * ``sub-XX_ResponseData.h5``: a pandas "fixed"-format HDF5 store with one DataFrame under the key
   ``ResponseData``; rows = voxels, columns = ``['voxel_id', 0, 1, …, n_trials-1]``; the float data

@@ -19,7 +19,7 @@ map from original index to record is rebuilt from all ids at every load, about 5
 records, so it is not cached; brainalign/data/tfds_source.py). A seed therefore draws the same images from every
 source of the same data.
 
-Training subset (config `data.subset`; study.md §4.0, both conventions of the study):
+Training subset (config `data.subset`; docs/methods.md §4.0, both conventions of the study):
   "shared": one subset of `num_train` images for all seeds, drawn with `subset_seed` (P1's v8 notebook:
       seed 42). train_images [N, 32, 32, 3].
   "per_seed": every training seed s draws its own subset with numpy.random.default_rng(s) (P3's script,

@@ -60,7 +60,7 @@ def conventions(s, sec: Section, ceiling_note: str) -> list[str]:
     f"per subject RDM, mean over each subject's RDMs, then over the {len(sec.groups)} subject(s), then over "
     f"{len(sec.seeds)} seeds (P1 v4, P3; the main number); **mean-RDM** ρ = comparator against the "
     "subject-mean RDM, per seed, then the seed mean (P1 v1/v2). Averaging RDMs first gives higher ρ; the two "
-    "are not interchangeable (study.md §7.7).",
+    "are not interchangeable (docs/methods.md §7.7).",
     f"* Stimulus bootstrap: B = {s.bootstrap_samples} resamples of the stimuli (seed {s.bootstrap_seed}), the "
     "same for every condition, resolution and pair set; duplicated stimuli's self-pairs dropped; the pair set "
     f"re-applied to each resample. {ci_pct}% percentile intervals. Two-sided bootstrap p = "

@@ -1,4 +1,5 @@
-"""Backpropagation: updates are jax.grad of the cross-entropy (the reference BP condition, study.md §4.1, §4.5)."""
+"""Backpropagation: updates are jax.grad of the cross-entropy (the reference BP condition, docs/methods.md §4.1,
+§4.5)."""
 
 from typing import Any
 

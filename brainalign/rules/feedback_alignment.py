@@ -1,11 +1,11 @@
 """Feedback alignment (FA): backprop whose backward pass sends the error down through fixed random kernels B.
 
 Variants (`rule_config.variant`):
-  "reference": what the study's code did (study.md §4.2b): B only between conv layers (conv2 and conv3 send
+  "reference": what the study's code did (docs/methods.md §4.2b): B only between conv layers (conv2 and conv3 send
       their input error through B; FC1 and FC2 are exact, so the error entering conv3 uses the true W_FC1ᵀ;
       conv1's input error goes to the image and is unused); kaiming-normal W, xavier-normal B, trainable
       zero-initialised conv bias; SGD(5e-4, momentum 0.9, L2 1e-4), per-epoch cosine, clip 1.0, dropout 0.3.
-      The FA/BP hybrid of study.md §6.4.
+      The FA/BP hybrid of docs/methods.md §6.4.
   "standard": the textbook rule (Lillicrap et al. 2016): B at every layer that sends an error down (conv2,
       conv3, fc1, fc2), same initialisation and optimiser type; its own learning rate (configs: 1e-2, since
       random feedback at the FC layers leaves SGD 5e-4 at chance for the first epochs).
@@ -112,7 +112,7 @@ def create(model: Any, rule_config: Any, *, steps_per_epoch: int) -> LearningRul
     return updates, new_stats, rule_state, metrics
 
   where = {
-    "reference": "conv->conv only; FC layers exact (reproduces the reference FA/BP hybrid, study.md §6.4)",
+    "reference": "conv->conv only; FC layers exact (reproduces the reference FA/BP hybrid, docs/methods.md §6.4)",
     "standard": "at every layer incl. FC (Lillicrap et al. 2016)",
     "dfa": "from the output error straight to every hidden layer (direct FA, Nøkland 2016)",
   }[variant]

@@ -2,7 +2,7 @@
 
 Variants (`rule_config.variant`; hyper-parameters in `rule_config.reference` / `rule_config.standard`):
 
-"reference": the study's algorithm exactly (study.md §4.3b, defects §6.3), kept to reproduce its numbers.
+"reference": the study's algorithm exactly (docs/methods.md §4.3b, defects §6.3), kept to reproduce its numbers.
     Inference (no gradients): the feed-forward states a1..a3 (BN in training mode) start r1..r3; then
     `inference_steps` Jacobi updates at rate α with fixed random top-down predictions
         p1 = tanh(U(P2 ⊛ᵀ r2 → r1)),  p2 = tanh(U(P3 ⊛ᵀ r3 → r2)),  e1 = r1 − p1,  e2 = r2 − p2
@@ -225,7 +225,7 @@ def _reference(model, rc, steps_per_epoch):
     features=features_fn,
     logits=logits_fn,
     description=f"predictive coding, reference variant: reproduces the study's defective rule "
-    f"(study.md §6.3): {steps} inference steps at {rate} with fixed random "
+    f"(docs/methods.md §6.3): {steps} inference steps at {rate} with fixed random "
     "top-down predictions, clipped rank-1 channel-mean updates of W1/W2 only "
     "(W3, P2, P3, BN affine never trained), Adam readout on the inferred r3; "
     "features from the inference loop",

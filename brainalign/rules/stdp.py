@@ -1,14 +1,14 @@
 """Spike-timing-dependent plasticity (STDP) of the conv layers, with a backprop-trained readout.
 
 Both variants train FC1, FC2 and the BatchNorm affine parameters (γ, β of bn1-bn3) by Adam on the
-cross-entropy (gradients flow back through the convs to the BN parameters, study.md §4.1); the conv kernels
+cross-entropy (gradients flow back through the convs to the BN parameters, docs/methods.md §4.1); the conv kernels
 change only by STDP (`optax.multi_transform` labels "stdp" / "readout"), and are clamped to their bounds after
 every step (`LearningRule.project`). The network is the study's STDP network: conv -> ReLU -> BN -> ReLU ->
-pool (`pre_bn_relu`, study.md §3.1), no dropout.
+pool (`pre_bn_relu`, docs/methods.md §3.1), no dropout.
 
 Variants (`rule_config.variant`; hyper-parameters in `rule_config.reference` / `rule_config.standard`):
 
-"reference": the study's code exactly (study.md §4.4b), which is DEFECTIVE (§6.2): per layer, in a first
+"reference": the study's code exactly (docs/methods.md §4.4b), which is DEFECTIVE (§6.2): per layer, in a first
     training-mode forward pass, channel means of the layer input (pre) and of R(W ⊛ input) (post) become
     rates sigmoid(·); first-spike times τ of Bernoulli(rate/10) trains over 10 steps (11 if silent);
     Δt = τ_post − τ_pre; D[i, j] = clip(mean_n[A₊ e^{−max(Δt,0)/τ₊} − A₋ e^{min(Δt,0)/τ₋}], ±0.002) — as
@@ -257,7 +257,7 @@ def create(model: Any, rule_config: Any, *, steps_per_epoch: int) -> LearningRul
   optimizer = optax.multi_transform({"stdp": optax.sgd(lr), "readout": optax.adam(rc.readout_learning_rate)}, labels)
   if variant == "reference":
     description = (
-      "STDP, reference variant: REPRODUCES A DEFECTIVE RULE (study.md §6.2): first-spike times of "
+      "STDP, reference variant: REPRODUCES A DEFECTIVE RULE (docs/methods.md §6.2): first-spike times of "
       "channel means, post-after-pre depresses (sign opposite to the stated rule), ≤ 6.3e-7 per "
       "step, one value per channel pair copied to all taps; convs stay ≈ at initialisation; "
       "FC1/FC2/BN affine by Adam"

@@ -1,7 +1,7 @@
 """The untrained baseline ("random"): the initialised network, never trained.
 
 BatchNorm keeps its initial running statistics (mean 0, var 1), as the reference Random condition, which is
-evaluated in inference mode without ever running a training-mode forward pass (study.md §4.1, §4.6).
+evaluated in inference mode without ever running a training-mode forward pass (docs/methods.md §4.1, §4.6).
 """
 
 from typing import Any

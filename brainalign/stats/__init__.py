@@ -1,4 +1,4 @@
-"""Statistics of the study (study.md §8.5-8.10): comparators, noise ceilings, the stimulus bootstrap, tests.
+"""Statistics of the study (docs/methods.md §8.5-8.10): comparators, noise ceilings, the stimulus bootstrap, tests.
 
 Everything that touches the [pairs] axis is compiled JAX; the small host-side summaries (percentiles,
 p-values, corrections) are vectorised NumPy over whole grids.
@@ -12,7 +12,7 @@ Comparators (rsatoolbox names, `rsatoolbox.rdm.compare`):
                 neither (rsatoolbox's `_tau_a`). Counted without any loop over pairs of pairs: see `tau_a`
                 below (O(P log P) per comparison, exact integer counts).
 
-The stimulus bootstrap, exactly (study.md §8.6, rsatoolbox `eval_bootstrap_pattern`): a resample draws
+The stimulus bootstrap, exactly (docs/methods.md §8.6, rsatoolbox `eval_bootstrap_pattern`): a resample draws
 n stimulus indices with replacement; both RDMs are indexed by it (rows and columns); pairs of positions
 (a < b) whose entries are the same original stimulus are dropped; the cross-run criterion is applied to
 the original stimuli of each remaining pair; every condition is scored on the same resample.

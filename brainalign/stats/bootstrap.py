@@ -189,7 +189,7 @@ def bootstrap_rsa(
     model_chunk: model vectors transformed together inside one resample (bounds memory at
       ~model_chunk x P x 4 bytes x a few).
     mean_rdm: also compare every model RDM with the subject-mean RDM of each ROI (the element-wise mean
-      of the S subjects' dissimilarities, the P1 v1/v2 group convention, study.md §7.7), on the same
+      of the S subjects' dissimilarities, the P1 v1/v2 group convention, docs/methods.md §7.7), on the same
       resamples.
     rank_plan: spearman / rho-a only: rank through a per-vector sort plan (`rank_plan`; faster per
       resample, one sort per vector up front) instead of a histogram per resample; None = when there are at

@@ -29,7 +29,7 @@ def percentile_ci(samples: np.ndarray, ci: float = 0.95, axis: int = 0) -> tuple
 
 
 def bootstrap_p_two_sided(diffs: np.ndarray, axis: int = 0) -> np.ndarray:
-  """Two-sided bootstrap p of a difference (study.md §8.6 step 7), capped at 1.
+  """Two-sided bootstrap p of a difference (docs/methods.md §8.6 step 7), capped at 1.
 
   p = (2 min(#{d_b <= 0}, #{d_b >= 0}) + 1) / (B + 1), B = number of non-NaN replicates.
 
@@ -47,7 +47,7 @@ def bootstrap_p_two_sided(diffs: np.ndarray, axis: int = 0) -> np.ndarray:
 
 
 def sign_flip_p(diffs: np.ndarray) -> np.ndarray:
-  """Exact one-sided sign-flip permutation p over paired differences (study.md §8.7, P3).
+  """Exact one-sided sign-flip permutation p over paired differences (docs/methods.md §8.7, P3).
 
   p = #{s in {-1, +1}^K : mean_k(s_k d_k) >= mean_k(d_k)} / 2^K, all 2^K assignments enumerated
   (the identity included, so p >= 2^-K). A tolerance of 1e-12 x sum|d| absorbs rounding ties.
@@ -70,7 +70,7 @@ def sign_flip_p(diffs: np.ndarray) -> np.ndarray:
 
 
 def bh_fdr(p: np.ndarray) -> np.ndarray:
-  """Benjamini-Hochberg adjusted p (q-values) over one family (study.md §8.8).
+  """Benjamini-Hochberg adjusted p (q-values) over one family (docs/methods.md §8.8).
 
   q_(i) = min_{j >= i} min(1, m p_(j) / j), returned in the input order.
 
@@ -90,7 +90,7 @@ def bh_fdr(p: np.ndarray) -> np.ndarray:
 
 
 def holm(p: np.ndarray) -> np.ndarray:
-  """Holm step-down adjusted p over one family (study.md §8.8).
+  """Holm step-down adjusted p over one family (docs/methods.md §8.8).
 
   p_adj_(i) = max_{j <= i} min(1, (m - j + 1) p_(j)), returned in the input order.
 
@@ -119,7 +119,7 @@ def _family(p) -> np.ndarray:
 
 
 def cohens_d(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-  """Cohen's d with the averaged-variance SD (study.md §8.9): (mean_a - mean_b) / sqrt((s_a^2 + s_b^2) / 2).
+  """Cohen's d with the averaged-variance SD (docs/methods.md §8.9): (mean_a - mean_b) / sqrt((s_a^2 + s_b^2) / 2).
 
   Args:
     a: [..., n_a] scores of condition A (seeds or subjects on the last axis); b: [..., n_b]. ddof = 1.

@@ -14,7 +14,7 @@ from brainalign.stats.bootstrap import _over_resamples, _split_resamples
 from brainalign.stats.kernels import _grid, _prepare_vectors, _scores
 
 # ----------------------------------------------------------------------------------------------------
-# Partial RSA (study.md §8.10)
+# Partial RSA (docs/methods.md §8.10)
 # ----------------------------------------------------------------------------------------------------
 
 
@@ -176,7 +176,7 @@ _bootstrap_partial = jax.jit(_bootstrap_partial_impl, static_argnames=("forms", 
 
 
 def pixel_rdm_vector(images: np.ndarray, pairs: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-  """Pixel RDM (study.md §8.10): correlation distance of flattened RGB images in [0, 1].
+  """Pixel RDM (docs/methods.md §8.10): correlation distance of flattened RGB images in [0, 1].
 
   Args:
     images: [n, H, W, 3] in [0, 1] (not normalised). pairs: (i, j) [P].
