@@ -10,7 +10,8 @@ python main.py --mode=report --workdir=/tmp/tiny --config.stats.bootstrap_sample
 
 import sys
 
-from brainalign import cli
+from brainalign import cli, runtime
 
 if __name__ == "__main__":
+  runtime.prepare_process(sys.argv[1:])  # before any work (brainalign/runtime.py)
   sys.exit(cli.main(sys.argv))

@@ -145,8 +145,8 @@ def _step_time(config, name, training, seeds, reps) -> float:
 
 def _epoch_time(config, training, seeds, driver, reps) -> float:
   mesh = devices.seed_mesh(seeds)
-  su = rule_run.setup(config, "bp", training, mesh)
   config.train.epoch_driver = driver
+  su = rule_run.setup(config, "bp", training, mesh)  # resolves the driver
   run = rule_run._epoch_runner(config, su, training)
   images, labels = devices.put(training.train_images, mesh.seeds), devices.put(training.train_labels, mesh.seeds)
   box = {"state": _state(su, seeds)}

@@ -6,8 +6,9 @@
 What is timed is exactly the library's training path: `rules.create("bp", ...)` (reference optimiser:
 clip 1.0 -> L2 1e-4 -> Adam(1e-3) -> per-epoch cosine), `train.make_train_step` (batch 128 drawn from this
 epoch's on-device permutation of 8,000 uint8 32-px images, crop + flip augmentation on the device) and
-`train.make_epoch_runner` (driver "auto": a Python loop of one jitted seed-vmapped step on CPU, one scanned
-call on GPU/TPU). The images are random uint8 pixels (timings do not depend on the pixel values).
+`train.make_epoch_runner` (driver "python": a Python loop of one jitted seed-vmapped step; the pipeline's
+"auto" driver on one CPU device runs the seeds in turn through the same loop, on GPU/TPU one scanned call).
+The images are random uint8 pixels (timings do not depend on the pixel values).
 
 Each configuration is a "block" of `--steps` steps through the library's epoch runner (the runner's loop length
 is set to --steps; the step itself still shuffles with the real 62 steps per epoch), followed by
@@ -17,21 +18,24 @@ configurations run interleaved (so a change in the machine's load hits all of th
 time is reported, with the median process CPU time (user + sys), which other processes on the machine disturb less.
 
   1 seed      the runner on a [1]-seed state
-  S vmapped   the runner on an [S]-seed state (what the pipeline does)
-  S in turn   S separate [1]-seed states, each advanced one block by the same runner, one after another
+  S vmapped   the runner on an [S]-seed state (the "python" driver; the pipeline's on several CPU devices)
+  S in turn   S separate [1]-seed states, each advanced one block by the same runner, one after another (the
+              "turn" driver, the pipeline's "auto" on one CPU device)
 
 The PyTorch reference (if importable) is the same network (NCHW, BN momentum 0.1 eps 1e-5, dropout 0.3),
 Adam(1e-3, weight_decay=1e-4) + clip_grad_norm_(1.0), cross-entropy, the same batch size, per-epoch randperm
 and crop/flip augmentation done with torch ops on the same uint8 images, torch.set_num_threads(#cores). It is
 timed the same way, interleaved with the JAX repetitions, and compared with the JAX single seed of the conv
-implementation that "auto" picks: speed_vs_torch = torch time per step / brainalign time per step.
+implementation that "auto" picks for one seed: speed_vs_torch = torch time per step / brainalign time per step.
 
 Learning rules (--rules, default fa,pc,stdp with their brainalign/configs/common.py variants; `pc/standard`
 picks another):
 each rule's 1-seed step through the same library path (bench/rules.py's `make_case`, diagnostics off), timed in
 the same interleaved repetitions as a BP case built the same way, printed as step_cost_vs_bp[<rule>]=<ratio>.
 
-The last line is vmap_speedup = (S in turn) / (S vmapped) for the "auto" conv implementation.
+driver_speedup = (the other driver with its "auto" conv) / (the "auto" driver with its "auto" conv), for S seeds:
+how much the driver "auto" chooses gains over the alternative on this machine.
+The last line is vmap_speedup = (S in turn) / (S vmapped) for the conv implementation "auto" uses to vmap S seeds.
 """
 
 import argparse
@@ -123,8 +127,9 @@ class JaxCase:
       pad=config.train.augment_pad,
       flip=config.train.augment_flip,
     )
-    # one runner serves every state size (jit specialises on the [S] axis)
-    self.run = train.make_epoch_runner(step, steps_per_epoch=steps, driver=config.train.epoch_driver)
+    # one runner serves every state size (jit specialises on the [S] axis); "python" vmaps whatever seeds it is
+    # given, the 'turn' case below advances [1]-seed states one after another (what the "turn" driver does)
+    self.run = train.make_epoch_runner(step, steps_per_epoch=steps, driver="python")
     init = jax.jit(
       jax.vmap(
         functools.partial(
@@ -252,7 +257,8 @@ def main():
     tun = ":".join(filter(None, [os.environ.get("GLIBC_TUNABLES", ""), "glibc.malloc.hugetlb=1"]))
     os.execve(sys.executable, [sys.executable] + sys.argv, dict(os.environ, GLIBC_TUNABLES=tun))
   impls = [s for s in args.impls.split(",") if s]
-  auto = models.resolve_conv_impl("auto")
+  driver = train.resolve_driver("auto")  # on one device
+  auto = models.resolve_conv_impl("auto", train.seeds_per_call("auto", args.seeds))  # for the chosen driver
   seeds = list(common.STUDY_SEEDS[: args.seeds]) + list(range(1000, 1000 + max(0, args.seeds - 5)))
   S, n = args.seeds, args.steps
 
@@ -264,7 +270,7 @@ def main():
   print(
     f"batch {BATCH}, {NUM_TRAIN} uint8 {IMAGE_SIZE}px images on the device, seeds {S}, "
     f"{n} steps/block, {args.reps} reps; conv_impl 'auto' -> {auto!r}; "
-    f"epoch driver 'auto' -> {train.resolve_driver('auto')!r}; load avg {os.getloadavg()[0]:.2f}"
+    f"epoch driver 'auto' -> {driver!r}; load avg {os.getloadavg()[0]:.2f}"
   )
   print(f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r} XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
 
@@ -357,15 +363,26 @@ def main():
     way = "vmapped" if med[f"{fastest_s}/vmap"] <= med[f"{fastest_s}/turn"] else "in turn"
     print(f"fastest {S} seeds: {fastest_s} {way}")
   ref = auto if auto in impls else impls[0]
+  one_seed = models.resolve_conv_impl("auto", 1)
+  ref1 = one_seed if one_seed in impls else impls[0]
+  chosen = "turn" if driver == "turn" else "vmap"
+  other = "vmap" if chosen == "turn" else "turn"
+  other_impl = models.resolve_conv_impl("auto", args.seeds if other == "vmap" else 1)
+  if f"{other_impl}/{other}" in med and f"{ref}/{chosen}" in med:
+    print(
+      f"driver_speedup={med[f'{other_impl}/{other}'] / med[f'{ref}/{chosen}']:.3f}  (the 'auto' driver for {S} "
+      f"seeds, {ref}/{chosen} {med[f'{ref}/{chosen}'] * 1e3:.0f} ms per step of all seeds, against the other "
+      f"driver with its own 'auto' convolution, {other_impl}/{other} {med[f'{other_impl}/{other}'] * 1e3:.0f} ms)"
+    )
   if torch_case is not None:
     print(
-      f"speed_vs_torch: from minima {best['torch/1'] / best[f'{ref}/1']:.3f}, from CPU time "
-      f"{med_cpu['torch/1'] / med_cpu[f'{ref}/1']:.3f} (PyTorch's OpenMP threads spin while waiting, which "
+      f"speed_vs_torch: from minima {best['torch/1'] / best[f'{ref1}/1']:.3f}, from CPU time "
+      f"{med_cpu['torch/1'] / med_cpu[f'{ref1}/1']:.3f} (PyTorch's OpenMP threads spin while waiting, which "
       "inflates its wall and CPU time when other processes load the machine)"
     )
     print(
-      f"speed_vs_torch={med['torch/1'] / med[f'{ref}/1']:.3f}  ({ref}, single seed; "
-      f"torch {med['torch/1'] * 1e3:.0f} ms/step vs brainalign {med[f'{ref}/1'] * 1e3:.0f} ms/step)"
+      f"speed_vs_torch={med['torch/1'] / med[f'{ref1}/1']:.3f}  ({ref1}, single seed; "
+      f"torch {med['torch/1'] * 1e3:.0f} ms/step vs brainalign {med[f'{ref1}/1'] * 1e3:.0f} ms/step)"
     )
   for r in rule_names:
     print(
@@ -373,7 +390,9 @@ def main():
       f"({med[f'rule:{r}'] * 1e3:.0f} vs {med['rule:bp'] * 1e3:.0f} ms/step, 1 seed, diagnostics off)"
     )
   print(f"load avg at the end {os.getloadavg()[0]:.2f}")
-  print(f"vmap_speedup={med[f'{ref}/turn'] / med[f'{ref}/vmap']:.3f}")
+  vref = models.resolve_conv_impl("auto", args.seeds)  # the convolution 'auto' uses when it vmaps S seeds
+  vref = vref if vref in impls else impls[0]
+  print(f"vmap_speedup={med[f'{vref}/turn'] / med[f'{vref}/vmap']:.3f}  ({vref})")
 
 
 if __name__ == "__main__":

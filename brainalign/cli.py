@@ -20,7 +20,7 @@ from absl import flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from brainalign import errors
+from brainalign import errors, runtime
 
 DEFAULT_CONFIG = str(pathlib.Path(__file__).resolve().parent / "configs" / "demo.py")
 MODES = ("run", "prepare", "report")
@@ -157,12 +157,16 @@ def _report(opts: dict) -> str:
   return f"Report: {os.path.join(opts['workdir'], 'report', 'report.md')}"
 
 
+def _ours_or_a_warning(record) -> bool:
+  return record.levelno >= 30 or (record.name == "absl" and "orbax" not in record.pathname)
+
+
 def _dispatch(opts: dict) -> str:
   from brainalign import pipeline, probe
 
   if opts["mode"] == "report":
     return _report(opts)
-  absl_logging.info("Config:\n%s", opts["config"])
+  absl_logging.debug("Config:\n%s", opts["config"])  # all of it is in run_info.json; shown with --verbosity=1
   if opts["mode"] == "prepare":
     return f"Prepared brain RDMs: {probe.prepare_step(opts['config'])}"
   pipeline.run(opts["config"], opts["workdir"], overwrite=opts["overwrite"])
@@ -174,6 +178,7 @@ def main(argv: list[str] | None = None, *, stdout: TextIO | None = None, stderr:
   argv = list(sys.argv if argv is None else argv)
   stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
   show_traceback = "--traceback" in argv
+  runtime.enable_compilation_cache()
   try:
     opts = _parse(argv)
     show_traceback = opts["traceback"] or flags.FLAGS["verbosity"].value >= 1
@@ -182,8 +187,11 @@ def main(argv: list[str] | None = None, *, stdout: TextIO | None = None, stderr:
 
       devices.initialize(opts["coordinator_address"], opts["num_processes"], opts["process_id"])
     absl_logging.use_absl_handler()
-    # Orbax logs every checkpoint step at INFO; keep brainalign's own progress readable.
-    absl_logging.get_absl_handler().addFilter(lambda record: "orbax" not in record.pathname)
+    if not flags.FLAGS["verbosity"].present:  # progress, timing and estimates are INFO lines: show them
+      absl_logging.set_verbosity(absl_logging.INFO)
+    # INFO lines are brainalign's own (absl); Orbax's per-checkpoint lines and other libraries' INFO chatter
+    # (e.g. jax probing for a TPU) are dropped, their warnings kept.
+    absl_logging.get_absl_handler().addFilter(_ours_or_a_warning)
     print(_dispatch(opts), file=stdout)
     return 0
   except errors.UserError as e:
@@ -194,5 +202,6 @@ def main(argv: list[str] | None = None, *, stdout: TextIO | None = None, stderr:
 
 
 def entry() -> None:
-  """The `brainalign` console script."""
+  """The `brainalign` console script (sets up the process first: brainalign.runtime)."""
+  runtime.prepare_process(sys.argv[1:])
   sys.exit(main())

@@ -19,8 +19,8 @@ Rule-specific variants (all off by default, so the BP/random network is unchange
 
 Convolution implementation (`conv_impl`): "xla" (lax.conv_general_dilated) or "im2col" (9 shifted slices
 concatenated along channels, one matmul). Both compute the same function (to float32 rounding); on a
-2-core CPU the im2col form is faster under vmap over seeds (see bench/README.md). "auto" picks im2col on CPU
-and xla on GPU/TPU.
+2-core CPU the XLA convolution is faster for one seed and im2col under vmap over seeds (see bench/README.md).
+"auto" picks im2col only on the CPU when a compiled step vmaps several seeds (`resolve_conv_impl`).
 """
 
 import functools
@@ -37,10 +37,12 @@ BN_MOMENTUM = 0.9  # flax keeps 0.9 of the old statistic = PyTorch momentum 0.1
 BN_EPSILON = 1e-5
 
 
-def resolve_conv_impl(conv_impl: str) -> str:
-  """'auto' -> 'im2col' on the CPU backend, 'xla' elsewhere; other values pass through after validation."""
+def resolve_conv_impl(conv_impl: str, seeds_per_call: int = 1) -> str:
+  """'auto' -> 'xla', except 'im2col' on the CPU backend when one compiled step vmaps several seeds
+  (`train.seeds_per_call`): vmapped over per-seed kernels the XLA convolution becomes a grouped convolution,
+  slow on XLA:CPU. Other values pass through after validation."""
   if conv_impl == "auto":
-    return "im2col" if jax.default_backend() == "cpu" else "xla"
+    return "im2col" if jax.default_backend() == "cpu" and seeds_per_call > 1 else "xla"
   if conv_impl not in ("xla", "im2col"):
     raise ValueError(f"model.conv_impl must be 'auto', 'xla' or 'im2col', got {conv_impl!r}")
   return conv_impl
@@ -269,41 +271,43 @@ class CNN(nn.Module):
       feats[f"conv{i}"] = h.mean(axis=(1, 2))  # [N, C]
     h = adaptive_avg_pool(h, 4)  # [N, 4, 4, C]
     h = jnp.transpose(h, (0, 3, 1, 2)).reshape(h.shape[0], -1)  # PyTorch (C, H, W) flatten order
-    fan_in = h.shape[-1]
-    h = nn.Dense(
-      self.fc_width,
-      kernel_init=torch_default_kernel_init,
-      bias_init=torch_default_bias_init(fan_in),
-      name="fc1",
-      dot_general=_fa_dot_general(feedback["fc1"]) if "fc1" in feedback else None,
-    )(h)
-    h = nn.relu(h)
+    h = nn.relu(_torch_dense(self.fc_width, h.shape[-1], "fc1", feedback)(h))
     if "fc1" in error_signals:
       h = inject_error(h, error_signals["fc1"])
     feats["fc1"] = h
     h = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
-    logits = nn.Dense(
-      self.num_classes,
-      kernel_init=torch_default_kernel_init,
-      bias_init=torch_default_bias_init(self.fc_width),
-      name="fc2",
-      dot_general=_fa_dot_general(feedback["fc2"]) if "fc2" in feedback else None,
-    )(h)
+    logits = _torch_dense(self.num_classes, self.fc_width, "fc2", feedback)(h)
     return logits, feats
 
 
+def _torch_dense(features: int, fan_in: int, name: str, feedback: Mapping) -> nn.Dense:
+  """A Dense layer with PyTorch's default init; its error goes down through feedback[name] when given (FA)."""
+  return nn.Dense(
+    features,
+    kernel_init=torch_default_kernel_init,
+    bias_init=torch_default_bias_init(fan_in),
+    name=name,
+    dot_general=_fa_dot_general(feedback[name]) if name in feedback else None,
+  )
+
+
 def create_model(
-  model_config: Any, *, conv_init: str = "torch_default", conv_bias: bool = False, pre_bn_relu: bool = False
+  model_config: Any,
+  *,
+  conv_init: str = "torch_default",
+  conv_bias: bool = False,
+  pre_bn_relu: bool = False,
+  seeds_per_call: int = 1,
 ) -> CNN:
   """Builds the CNN from `config.model` (conv_widths, fc_width, num_classes, dropout_rate, conv_impl); the
   rule decides the conv initialisation, bias and (STDP) block order (the reference rules differ,
-  docs/methods.md §3.1-3.2)."""
+  docs/methods.md §3.1-3.2). seeds_per_call: seeds one compiled train step vmaps (resolves conv_impl 'auto')."""
   return CNN(
     conv_widths=tuple(model_config.conv_widths),
     fc_width=model_config.fc_width,
     num_classes=model_config.num_classes,
     dropout_rate=model_config.dropout_rate,
-    conv_impl=resolve_conv_impl(model_config.conv_impl),
+    conv_impl=resolve_conv_impl(model_config.conv_impl, seeds_per_call),
     conv_init=conv_init,
     conv_bias=conv_bias,
     pre_bn_relu=pre_bn_relu,

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from absl import logging
 
-from brainalign import devices, figures, io, probe, provenance, results, rsa, rule_run, stages, store, validate
+from brainalign import devices, figures, io, probe, provenance, results, rsa, rule_run, stages, store, timing, validate
 from brainalign.data import training_sets
 from brainalign.models import READOUT_LAYERS
 
@@ -163,7 +163,7 @@ def _versions() -> dict:
   }
 
 
-def _run_info(config, training, probe_set, all_stages, results_fp, mesh) -> dict:
+def _run_info(config, training, probe_set, all_stages, results_fp, mesh, setups) -> dict:
   bn_note = (
     "BN running statistics at extraction (correct)"
     if config.eval.bn_mode == "running"
@@ -186,6 +186,7 @@ def _run_info(config, training, probe_set, all_stages, results_fp, mesh) -> dict
     "bn_mode": bn_note,
     "versions": _versions(),
     "mesh": mesh.info,
+    "execution": {name: su.execution for name, su in setups.items()},
     "stages": {s.name: s.fingerprint for s in all_stages},
     "results_fingerprint": results_fp,
   }
@@ -215,7 +216,7 @@ def _prepare_workdir(config, workdir, training, probe_set, setups, overwrite, me
       all_stages,
       probe_set,
       results_fp,
-      _run_info(config, training, probe_set, all_stages, results_fp, mesh),
+      _run_info(config, training, probe_set, all_stages, results_fp, mesh, setups),
     )
   devices.barrier("prepared")
   return per_rule, results_fp
@@ -267,20 +268,23 @@ def _write_results(tables: dict, setups: dict, workdir: pathlib.Path, results_fp
 def run(
   config: Any, workdir: str, *, overwrite: bool = False, on_epoch: Callable[[str, int], None] | None = None
 ) -> dict:
-  """Runs the configured study end to end; returns {table name: DataFrame} plus "work" (what was computed).
+  """Runs the configured study end to end; returns {table name: DataFrame} plus "work" (what was computed) and
+  "timing" (seconds per stage, brainalign.timing; also logged and stored in run_info.json).
 
   overwrite: discard the stages of the workdir whose inputs differ from this command's (default: refuse).
   on_epoch: on_epoch(rule, epoch) after each trained epoch's log, before its checkpoint (for tests).
   With several processes (brainalign.devices) every process runs this; only process 0 writes files."""
   workdir = pathlib.Path(workdir).expanduser().resolve()
-  validate.config(config)  # nothing is read or written before the config, the outputs and the inputs check out
-  validate.outputs(config, workdir)
-  training = training_sets.load_training_set(config.data, seeds=config.seeds)
-  validate.brain_inputs(config)  # before any voxel row is read
-  probe_set = probe.load_probe(config, mean=training.mean, std=training.std)
-  mesh = devices.seed_mesh(len(config.seeds), int(config.mesh.seeds))
-  setups = {name: rule_run.setup(config, name, training, mesh) for name in config.rules}
-  per_rule, results_fp = _prepare_workdir(config, workdir, training, probe_set, setups, overwrite, mesh)
+  clock = timing.Clock()
+  with clock.stage("load"):
+    validate.config(config)  # nothing is read or written before the config, the outputs and the inputs check out
+    validate.outputs(config, workdir)
+    training = training_sets.load_training_set(config.data, seeds=config.seeds)
+    validate.brain_inputs(config)  # before any voxel row is read
+    probe_set = probe.load_probe(config, mean=training.mean, std=training.std)
+    mesh = devices.seed_mesh(len(config.seeds), int(config.mesh.seeds))
+    setups = {name: rule_run.setup(config, name, training, mesh) for name in config.rules}
+    per_rule, results_fp = _prepare_workdir(config, workdir, training, probe_set, setups, overwrite, mesh)
   logging.info("Data: %s", probe_set.description)
   logging.info("Devices: %s", mesh.info["note"])
 
@@ -289,23 +293,38 @@ def run(
     train_stage, feature_stage, rdm_stage = per_rule[name]
     fingerprints = {"train": train_stage.fingerprint, "features": feature_stage.fingerprint}
     work[name] = rule_run.train_and_extract(
-      config, su, workdir, training, probe_set, on_epoch=on_epoch, fingerprints=fingerprints
+      config, su, workdir, training, probe_set, on_epoch=on_epoch, fingerprints=fingerprints, clock=clock
     )
-    rdms = _rule_rdms(config, su, workdir, probe_set, rdm_stage.fingerprint)
-    alignment.append(alignment_for_rule(config, su, rdms, probe_set))
+    with clock.stage("model RDMs", name):
+      rdms = _rule_rdms(config, su, workdir, probe_set, rdm_stage.fingerprint)
+    with clock.stage("RSA", name):
+      alignment.append(alignment_for_rule(config, su, rdms, probe_set))
     training_rows.append(training_table(name, workdir, data=probe_set.data, train_data=training.name))
     diagnostic_rows.append(diagnostics_table(name, workdir, data=probe_set.data))
-  tables = {
-    "alignment": pd.concat(alignment, ignore_index=True),
-    "training": pd.concat(training_rows, ignore_index=True),
-    "diagnostics": pd.concat(diagnostic_rows, ignore_index=True),
-  }
-  tables["summary"] = results.summarize(tables["alignment"])
-  tables["train_indices"] = indices_table(config, training)
-  if devices.is_writer():
-    _write_results(tables, setups, workdir, results_fp)
-    _write_figures(config, tables, probe_set, workdir)
-    logging.info("Results written to %s", workdir / "results")
+  with clock.stage("results"):
+    tables = {
+      "alignment": pd.concat(alignment, ignore_index=True),
+      "training": pd.concat(training_rows, ignore_index=True),
+      "diagnostics": pd.concat(diagnostic_rows, ignore_index=True),
+    }
+    tables["summary"] = results.summarize(tables["alignment"])
+    tables["train_indices"] = indices_table(config, training)
+    if devices.is_writer():
+      _write_results(tables, setups, workdir, results_fp)
+      _write_figures(config, tables, probe_set, workdir)
+      logging.info("Results written to %s", workdir / "results")
+  _record_timing(workdir, clock)
   devices.barrier("results")
   tables["work"] = work
+  tables["timing"] = clock.record()
   return tables
+
+
+def _record_timing(workdir: pathlib.Path, clock: timing.Clock) -> None:
+  """Logs where this command's time went and adds it to run_info.json ("timing": this invocation only; a
+  resumed run times only what it did)."""
+  logging.info("%s", clock.table())
+  if devices.is_writer():
+    info = json.loads((workdir / store.RUN_INFO).read_text())
+    info["timing"] = clock.record()
+    io.write_json(info, workdir / store.RUN_INFO)

@@ -17,7 +17,7 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
-from brainalign import checkpointing, devices, features, io, models, rules, store, train
+from brainalign import checkpointing, devices, features, io, models, rules, store, timing, train
 from brainalign.data import training_sets
 from brainalign.errors import ConfigError, TrainingDivergedError
 from brainalign.types import LearningRule
@@ -34,12 +34,25 @@ class RuleSetup:
   num_epochs: int  # 0 for a rule that never trains
   milestones: tuple[int, ...]  # epochs with a checkpoint and features (0 always; only 0 if it never trains)
   mesh: devices.SeedMesh  # where the seeds live (brainalign.devices)
+  driver: str  # the resolved epoch driver (train.resolve_driver)
+
+  @property
+  def execution(self) -> dict:
+    """How this rule runs here (run_info.json): the epoch driver and the convolution implementation."""
+    return {"epoch_driver": self.driver, "conv_impl": self.model.conv_impl}
 
 
 def setup(config: Any, name: str, training: training_sets.TrainingSet, mesh: devices.SeedMesh) -> RuleSetup:
   """Model and rule of `config.rule_configs[name]`, its milestones and seed mesh (no arrays are created)."""
   rc = config.rule_configs[name]
-  model = models.create_model(config.model, conv_init=rc.conv_init, conv_bias=rc.conv_bias, pre_bn_relu=rc.pre_bn_relu)
+  try:
+    driver = train.resolve_driver(config.train.epoch_driver, mesh.size)
+  except ValueError as e:
+    raise ConfigError(f"config.train.epoch_driver: {e}", hint="use 'auto', or 'python' with several devices") from e
+  per_call = train.seeds_per_call(driver, len(config.seeds), mesh.size)
+  model = models.create_model(
+    config.model, conv_init=rc.conv_init, conv_bias=rc.conv_bias, pre_bn_relu=rc.pre_bn_relu, seeds_per_call=per_call
+  )
   steps_per_epoch = training.num_train // config.train.batch_size
   rule = rules.create(name, model, rc, steps_per_epoch=max(steps_per_epoch, 1))
   num_epochs = int(config.train.num_epochs)
@@ -56,14 +69,12 @@ def setup(config: Any, name: str, training: training_sets.TrainingSet, mesh: dev
       f"config.train.milestones {list(milestones)} go beyond config.train.num_epochs={num_epochs}; expected "
       "milestones between 0 and num_epochs"
     )
-  return RuleSetup(name, model, rule, steps_per_epoch, num_epochs, milestones, mesh)
+  return RuleSetup(name, model, rule, steps_per_epoch, num_epochs, milestones, mesh, driver)
 
 
 def _wants_diagnostics(rule_config: Any) -> bool:
-  """rule_configs.<rule>.diagnostics, or .<variant>.diagnostics for rules with per-variant blocks (pc)."""
-  variant = rule_config.get("variant")
-  block = rule_config.get(variant) if isinstance(variant, str) else None
-  return bool(rule_config.get("diagnostics", False) or (block is not None and block.get("diagnostics", False)))
+  """rule_configs.<rule>.diagnostics (FA and PC; rules without the key have none)."""
+  return bool(rule_config.get("diagnostics", False))
 
 
 def _check_finite(metrics: dict, rule: str, epoch: int, seeds) -> None:
@@ -112,7 +123,7 @@ def _epoch_runner(config: Any, su: RuleSetup, training) -> Callable:
     make_step(),
     steps_per_epoch=su.steps_per_epoch,
     per_seed_data=training.per_seed,
-    driver=config.train.epoch_driver,
+    driver=su.driver,
     last_step=last_step,
     shardings=(su.mesh.seeds, _data_sharding(su, training)),
   )
@@ -133,6 +144,7 @@ class _Outputs:
   training: training_sets.TrainingSet
   probe_set: Any
   fingerprints: dict
+  clock: timing.Clock
   epochs_trained: int = 0
   features_extracted: int = 0
 
@@ -150,7 +162,8 @@ class _Outputs:
     )
 
   def log_epoch(self, epoch: int, st: Any, metrics: dict) -> None:
-    acc = self.test_acc(st, self.training.test_images, self.training.test_labels)
+    with self.clock.stage("test accuracy", self.su.name):
+      acc = self.test_acc(st, self.training.test_images, self.training.test_labels)
     record = {
       "epoch": epoch,
       "seeds": [int(s) for s in self.config.seeds],
@@ -164,9 +177,10 @@ class _Outputs:
 
   def save_features(self, epoch: int, st: Any) -> None:
     arrays = {}
-    for res, imgs in self.probe_set.images.items():  # exemplar means for concept_mean (segments)
-      feats = self.extract(st.params, st.batch_stats, imgs, st.rule_state, segments=self.probe_set.segments)
-      arrays.update({f"{res}px/{layer}": f.astype(np.float32) for layer, f in feats.items()})
+    with self.clock.stage("features", self.su.name):
+      for res, imgs in self.probe_set.images.items():  # exemplar means for concept_mean (segments)
+        feats = self.extract(st.params, st.batch_stats, imgs, st.rule_state, segments=self.probe_set.segments)
+        arrays.update({f"{res}px/{layer}": f.astype(np.float32) for layer, f in feats.items()})
     path = store.feature_path(self.workdir, self.su.name, epoch)
     if devices.is_writer():
       io.write_npz(path, fingerprint=np.asarray(self.fingerprints["features"]), **arrays)
@@ -188,7 +202,8 @@ def _train_epochs(config, su: RuleSetup, training, state, start: int, manager, o
     disable=None,
   )
   for epoch in bar:
-    state, metrics = run_epoch(state, images_dev, labels_dev)
+    with out.clock.stage("train", su.name):
+      state, metrics = run_epoch(state, images_dev, labels_dev)
     out.epochs_trained += 1
     _check_finite(metrics, su.name, epoch, seeds)
     out.log_epoch(epoch, state, metrics)
@@ -197,7 +212,8 @@ def _train_epochs(config, su: RuleSetup, training, state, start: int, manager, o
       manager.wait_until_finished()
       on_epoch(su.name, epoch)
     if epoch in su.milestones:
-      checkpointing.save(manager, epoch, state)
+      with out.clock.stage("checkpoints", su.name):
+        checkpointing.save(manager, epoch, state)
       out.save_features(epoch, state)
 
 
@@ -209,20 +225,27 @@ def train_and_extract(
   probe_set: Any,
   *,
   fingerprints: dict,
+  clock: timing.Clock | None = None,
   on_epoch: Callable[[str, int], None] | None = None,
 ) -> dict:
   """Trains one rule (resuming from its latest checkpoint) and saves features at every milestone.
 
   fingerprints: {"train": ..., "features": ...} embedded in the logs and feature files.
+  clock: where the stages' time is added (brainalign.timing); None = a clock of its own.
   on_epoch: called as on_epoch(rule, epoch) after each trained epoch's log and before its checkpoint (tests
   use it to interrupt a run at a known point).
   Returns {"epochs_trained": int, "features_extracted": int} (what this call computed, not what it reused).
   """
   logging.info("Rule %s: %s", su.name, su.rule.description)
-  manager = checkpointing.create_manager(workdir / "checkpoints" / su.name)
+  if su.rule.trains:
+    logging.info("Rule %s runs with epoch driver %r and conv_impl %r", su.name, su.driver, su.model.conv_impl)
+  clock = clock or timing.Clock()
+  with clock.stage("init/restore", su.name):
+    manager = checkpointing.create_manager(workdir / "checkpoints" / su.name)
   try:
-    state, start = _restore_or_init(su, [int(s) for s in config.seeds], training, manager)
-    out = _Outputs(config, su, workdir, training, probe_set, fingerprints)
+    with clock.stage("init/restore", su.name):
+      state, start = _restore_or_init(su, [int(s) for s in config.seeds], training, manager)
+    out = _Outputs(config, su, workdir, training, probe_set, fingerprints, clock)
     # milestones already checkpointed but whose features were lost (killed in between): redo from checkpoint
     for m in su.milestones:
       if m <= start and not store.feature_path(workdir, su.name, m).exists():
@@ -232,7 +255,8 @@ def train_and_extract(
       out.log_epoch(0, state, {"loss": nan, "accuracy": nan})
     if su.num_epochs > start:
       _train_epochs(config, su, training, state, start, manager, out, on_epoch)
-    manager.wait_until_finished()
+    with clock.stage("checkpoints", su.name):
+      manager.wait_until_finished()
     devices.barrier(f"trained-{su.name}")  # its logs and features are on disk for every process
     return {"epochs_trained": out.epochs_trained, "features_extracted": out.features_extracted}
   finally:  # also on errors: a manager left open makes Orbax's threads print tracebacks at exit

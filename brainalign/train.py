@@ -6,11 +6,12 @@ fold_in(key, INIT), the epoch's shuffle from fold_in(fold_in(key, SHUFFLE), epoc
 dropout from fold_in(fold_in(key, STEP), step). A run resumed from a checkpoint therefore replays exactly
 the draws of an uninterrupted run.
 
-Epoch drivers (measured on a 2-core CPU with jax 0.10.2; see bench/README.md): convolutions inside
+Epoch drivers (measured on 2-core CPUs with jax 0.10.2; see bench/README.md): convolutions inside
 `lax.scan` ran ~18x slower than the same jitted step called from Python (jax-ml/jax#12868), so on the CPU
-backend an epoch is a Python loop over one jitted, seed-vmapped step ("python"); on GPU/TPU the whole epoch
-is one scanned, jitted call ("scan"). Either way the data, shuffling and augmentation stay on the device and
-metrics are read back once per epoch.
+backend an epoch is a Python loop over one jitted step: the seeds one after another on one device ("turn",
+faster there than vmapping them) or seed-vmapped over several ("python"); on GPU/TPU the whole epoch is one
+scanned, jitted call over the vmapped seeds ("scan"). Either way the data, shuffling and augmentation stay on
+the device and metrics are read back once per epoch.
 """
 
 from collections.abc import Callable
@@ -137,13 +138,32 @@ def make_train_step(
   return step
 
 
-def resolve_driver(driver: str) -> str:
-  """'auto' -> 'python' on the CPU backend, 'scan' elsewhere."""
+DRIVERS = ("auto", "python", "turn", "scan")
+
+
+def resolve_driver(driver: str, devices: int = 1) -> str:
+  """The epoch driver that runs: 'auto' -> 'scan' on GPU/TPU; on the CPU backend 'turn' (seeds one after
+  another through one compiled one-seed step) on one device, 'python' (the seeds vmapped) over several.
+
+  devices: how many devices the seeds are split over (`brainalign.devices.SeedMesh.size`); 'turn' needs one.
+  Measured on two 2-core CPUs (bench/README.md): the seeds in turn with the XLA convolution are 1.1-1.3x
+  faster than the seeds vmapped with the best convolution for vmap (im2col); vmapping a convolution over
+  per-seed kernels makes it a grouped convolution, which XLA:CPU runs slowly.
+  """
+  if driver not in DRIVERS:
+    raise ValueError(f"train.epoch_driver must be one of {DRIVERS}, got {driver!r}")
   if driver == "auto":
-    return "python" if jax.default_backend() == "cpu" else "scan"
-  if driver not in ("python", "scan"):
-    raise ValueError(f"train.epoch_driver must be 'auto', 'python' or 'scan', got {driver!r}")
+    if jax.default_backend() != "cpu":
+      return "scan"
+    return "turn" if devices == 1 else "python"
+  if driver == "turn" and devices != 1:
+    raise ValueError(f"train.epoch_driver='turn' runs the seeds on one device, but they are split over {devices}")
   return driver
+
+
+def seeds_per_call(driver: str, n_seeds: int, devices: int = 1) -> int:
+  """How many seeds one compiled step advances on each device (1 for the resolved driver 'turn')."""
+  return 1 if resolve_driver(driver, devices) == "turn" else max(1, n_seeds // devices)
 
 
 def make_epoch_runner(
@@ -158,6 +178,8 @@ def make_epoch_runner(
   """Returns run_epoch(state [S, ...], images, labels) -> (state, {metric: [S]}) over all seeds.
 
   images/labels are shared by all seeds ([N, ...]) unless per_seed_data ([S, N, ...]).
+  driver: see `resolve_driver`; 'turn' is a Python loop over the seeds around the 'python' driver, and gives
+  each seed the same numbers as 'python' on a one-seed state (a seed's steps never see the other seeds).
   last_step: a step with the same signature and state update used for the epoch's last step instead of
   `step`, e.g. `make_train_step(..., diagnose=True)`; metrics it returns beyond `step`'s (the diagnostics)
   are reported as measured on that one batch, the others as epoch means.
@@ -172,10 +194,15 @@ def make_epoch_runner(
   data_axis = 0 if per_seed_data else None
   vstep = jax.vmap(step, in_axes=(0, data_axis, data_axis, 0))
   vlast = vstep if last_step is None else jax.vmap(last_step, in_axes=(0, data_axis, data_axis, 0))
-  parts = _EpochParts(vstep, vlast, steps_per_epoch, _placed_jit(shardings))
-  if resolve_driver(driver) == "scan":
+  n_devices = 1 if shardings is None else int(shardings[0].mesh.devices.size)
+  resolved = resolve_driver(driver, n_devices)
+  parts = _EpochParts(vstep, vlast, steps_per_epoch, _placed_jit(None if resolved == "turn" else shardings))
+  if resolved == "scan":
     return _scan_runner(parts)
-  return _python_runner(parts, shared_last=last_step is None)
+  loop = _python_loop(parts, shared_last=last_step is None)
+  if resolved == "turn":
+    return _turn_runner(loop, per_seed_data=per_seed_data)
+  return lambda state, images, labels: _host(loop(state, images, labels))
 
 
 def _placed_jit(shardings: tuple | None) -> Callable:
@@ -231,14 +258,15 @@ def _scan_runner(parts: _EpochParts) -> Callable:
   return run_epoch
 
 
-def _python_runner(parts: _EpochParts, *, shared_last: bool) -> Callable:
-  """A Python loop of one jitted step (CPU: convolutions inside lax.scan are slow there)."""
+def _python_loop(parts: _EpochParts, *, shared_last: bool) -> Callable:
+  """A Python loop of one jitted step (CPU: convolutions inside lax.scan are slow there); returns
+  loop(state, images, labels) -> (state, device metrics {k: [S]})."""
   jstep = parts.jit(parts.vstep, donate_argnums=0)
   jlast = jstep if shared_last else parts.jit(parts.vlast, donate_argnums=0)
   jcombine = jax.jit(parts.combine)
   jorders = parts.jit(parts.orders, "orders")
 
-  def run_epoch(state, images, labels):
+  def loop(state, images, labels):
     order = jorders(state, labels)
     collected = []
     for _ in range(parts.steps_per_epoch - 1):
@@ -246,7 +274,25 @@ def _python_runner(parts: _EpochParts, *, shared_last: bool) -> Callable:
       collected.append(metrics)  # device arrays; no host sync inside the epoch
     state, last_metrics = jlast(state, images, labels, order)
     stacked = jax.tree.map(lambda *ms: jnp.stack(ms), *collected) if collected else {}
-    return state, _host(jcombine(stacked, last_metrics))
+    return state, jcombine(stacked, last_metrics)
+
+  return loop
+
+
+def _turn_runner(loop: Callable, *, per_seed_data: bool) -> Callable:
+  """The seeds one after another, each as a one-seed state through the same compiled loop (one device)."""
+
+  def run_epoch(state, images, labels):
+    n = int(state.step.shape[0])
+    states, metrics = [], []
+    for s in range(n):
+      one = jax.tree.map(lambda x, s=s: x[s : s + 1], state)
+      data = (images[s : s + 1], labels[s : s + 1]) if per_seed_data else (images, labels)
+      one, m = loop(one, *data)
+      states.append(one)
+      metrics.append(m)
+    state = jax.tree.map(lambda *xs: jnp.concatenate(xs), *states)
+    return state, _host(jax.tree.map(lambda *xs: jnp.concatenate(xs), *metrics))
 
   return run_epoch
 

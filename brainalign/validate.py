@@ -27,7 +27,7 @@ _CHOICES = {
   "data.subset": ("shared", "per_seed"),
   "data.normalization": ("train_set", "cifar10"),
   "model.conv_impl": ("auto", "xla", "im2col"),
-  "train.epoch_driver": ("auto", "python", "scan"),
+  "train.epoch_driver": ("auto", "python", "turn", "scan"),
   "eval.bn_mode": features.BN_MODES,
   "eval.rdm_metric": rsa.METRICS,
   "eval.concept_features": ("mean", "first_exemplar"),

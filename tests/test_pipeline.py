@@ -100,6 +100,10 @@ def test_tiny_demo_writes_every_table_with_the_documented_schema(uninterrupted):
   info = json.loads((uninterrupted / "run_info.json").read_text())
   assert info["data"] == "simulated" and "SIMULATED" in info["simulated_data_warning"]
   assert info["train_data_source"]["name"] == "fashion_mnist_demo" and info["train_data_source"]["files"]
+  # where the time went: every stage of every rule, shares of the run's wall time
+  timed = info["timing"]["stages"]
+  assert {(r["stage"], r["rule"]) for r in timed} >= {(s, rule) for s in ("train", "features") for rule in ("fa", "pc")}
+  assert sum(r["seconds"] for r in timed) == pytest.approx(info["timing"]["total_seconds"], rel=1e-3)
   # the run lists the images each seed trained on: P3's per-seed draw, numpy default_rng(seed), by hand
   idx = pd.read_csv(uninterrupted / "results" / "train_indices.csv")
   for seed in c.seeds:

@@ -8,6 +8,7 @@ byte-identical results and leave no temporary file behind.
 """
 
 import hashlib
+import json
 import os
 import pathlib
 import shutil
@@ -51,8 +52,17 @@ def test_fingerprint_is_canonical_and_differences_name_each_change():
 
 
 def _snapshot(workdir: pathlib.Path) -> dict:
+  """{file: sha256} of the workdir; run_info.json without its "timing" (that invocation's seconds per stage)."""
+
+  def content(p: pathlib.Path) -> bytes:
+    if p.name != "run_info.json":
+      return p.read_bytes()
+    info = json.loads(p.read_text())
+    info.pop("timing", None)
+    return json.dumps(info, sort_keys=True).encode()
+
   return {
-    str(p.relative_to(workdir)): hashlib.sha256(p.read_bytes()).hexdigest()
+    str(p.relative_to(workdir)): hashlib.sha256(content(p)).hexdigest()
     for p in sorted(workdir.rglob("*"))
     if p.is_file()
   }
@@ -119,6 +129,8 @@ def test_same_command_twice_gives_identical_files_and_does_no_work(base, monkeyp
   assert calls == {"epochs": 0, "extractions": 0}
   assert out["work"] == {"bp": {"epochs_trained": 0, "features_extracted": 0}}
   assert _snapshot(workdir) == before
+  timed = {r["stage"] for r in json.loads((workdir / "run_info.json").read_text())["timing"]["stages"]}
+  assert {"load", "model RDMs", "RSA", "results", "other"} <= timed and "train" not in timed  # nothing trained
 
 
 def _reordered_data(base, tmp_path):

@@ -20,7 +20,6 @@ REFERENCE = dict(
   update_clip=0.01,
   readout_learning_rate=1e-3,
   prediction_bias=True,
-  diagnostics=True,
 )
 STANDARD = dict(
   inference_steps=20,
@@ -34,14 +33,13 @@ STANDARD = dict(
   eps=1e-8,
   schedule="constant",
   schedule_epochs=1,
-  diagnostics=True,
 )
 
 
-def pc_config(variant, **kw):
+def pc_config(variant, diagnostics=True, **kw):
   ref, std = dict(REFERENCE), dict(STANDARD)
   (ref if variant == "reference" else std).update(kw)
-  return ml_collections.ConfigDict(dict(variant=variant, reference=ref, standard=std))
+  return ml_collections.ConfigDict(dict(variant=variant, diagnostics=diagnostics, reference=ref, standard=std))
 
 
 # ------------------------------------------------------------------ NumPy transcription of the reference

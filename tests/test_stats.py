@@ -436,3 +436,32 @@ def test_weighted_ranks_equal_scipy_ranks_of_the_expanded_vector():
     planned = np.asarray(ranks.planned_ranks(plan, w))
     np.testing.assert_array_equal(hist[w > 0], want)
     np.testing.assert_array_equal(planned[w > 0], want)
+
+
+@pytest.mark.parametrize("rank_plan", [False, True])
+def test_chunked_bootstrap_equals_one_call_and_reports_progress(toy, rank_plan):
+  """The report's progress runs the bootstraps a few resamples per call (the last chunk padded): every row is
+  the same number as in one call over all rows (RSA, ceiling, mean-RDM and both partial forms), and progress
+  is told the rows done after each call, up to all of them."""
+  n, model, brain = toy
+  i, j = rsa.pair_indices(n)
+  idx = np.concatenate([stats.identity_resample(n), stats.draw_resamples(jax.random.key(9), 10, n)])  # 11 rows
+  whole = stats.bootstrap_rsa(model, brain, (i, j), idx, n=n, mean_rdm=True, rank_plan=rank_plan)
+  calls = []
+  chunked = stats.bootstrap_rsa(
+    model, brain, (i, j), idx, n=n, mean_rdm=True, rank_plan=rank_plan, chunk=4, progress=lambda *a: calls.append(a)
+  )
+  assert calls == [(4, 11), (8, 11), (11, 11)]
+  for k in whole:
+    assert chunked[k].shape == whole[k].shape
+    np.testing.assert_array_equal(np.asarray(chunked[k]), np.asarray(whole[k]), err_msg=k)
+  controls = np.stack([model[0], np.round(model[1])])
+  y = brain.reshape(-1, brain.shape[-1])
+  one = stats.bootstrap_partial(model[2:], y, controls, (i, j), idx, n=n)
+  calls.clear()
+  parts = stats.bootstrap_partial(
+    model[2:], y, controls, (i, j), idx, n=n, chunk=5, progress=lambda *a: calls.append(a)
+  )
+  assert calls == [(5, 11), (10, 11), (11, 11)]
+  for form in stats.PARTIAL_FORMS:
+    np.testing.assert_array_equal(np.asarray(parts[form]), np.asarray(one[form]))

@@ -298,3 +298,62 @@ def test_epoch_runner_draws_the_same_shuffle_as_a_step_that_draws_its_own(driver
     max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(once.params), jax.tree.leaves(reordered.params)))
     > 1e-4
   )
+
+
+@pytest.mark.parametrize("per_seed_data", [False, True])
+def test_turn_driver_gives_each_seed_its_one_seed_run_exactly(per_seed_data):
+  """The CPU's 'turn' driver (seeds one after another) gives every seed exactly the parameters, statistics and
+  metrics of the 'python' driver run on that seed alone (the same one-seed program), the diagnostic last step
+  included; shared and per-seed data. And 'auto' on one CPU device is 'turn', on several 'python'."""
+  model = models.CNN(conv_impl="xla", **SMALL)
+  fa_config = ml_collections.ConfigDict(
+    dict(
+      variant="standard",
+      conv_init="kaiming_normal",
+      conv_bias=True,
+      diagnostics=True,
+      standard=dict(
+        learning_rate=1e-2, momentum=0.9, weight_decay=1e-4, clip_norm=1.0, schedule="constant", schedule_epochs=1
+      ),
+    )
+  )
+  rule = rules.create("fa", model, fa_config, steps_per_epoch=3)
+  rng = np.random.default_rng(5)
+  shape = (3, 24) if per_seed_data else (24,)
+  images = jnp.asarray(rng.integers(0, 256, (*shape, 32, 32, 3), dtype=np.uint8))
+  labels = jnp.asarray(rng.integers(0, 10, shape).astype(np.int32))
+  make = functools.partial(
+    train.make_train_step,
+    model,
+    rule,
+    batch_size=8,
+    steps_per_epoch=3,
+    mean=np.full(3, 0.5, np.float32),
+    std=np.full(3, 0.25, np.float32),
+    pad=4,
+    flip=True,
+  )
+  kw = dict(steps_per_epoch=3, per_seed_data=per_seed_data, last_step=make(diagnose=True))
+  turn = train.make_epoch_runner(make(), driver="turn", **kw)
+  alone = train.make_epoch_runner(make(), driver="python", **kw)
+  seeds = (11, 12, 13)
+  state, metrics = turn(_state(model, rule, seeds), images, labels)
+  state, metrics = turn(state, images, labels)  # a second epoch from the concatenated state
+  assert metrics["loss"].shape == (3,) and metrics["angle_fa_vs_bp_conv1"].shape == (3,)
+  for k, seed in enumerate(seeds):
+    data = (images[k : k + 1], labels[k : k + 1]) if per_seed_data else (images, labels)
+    one, m = alone(_state(model, rule, (seed,)), *data)
+    one, m = alone(one, *data)
+    jax.tree.map(
+      lambda a, b, k=k: np.testing.assert_array_equal(np.asarray(a)[k], np.asarray(b)[0]),
+      (state.params, state.batch_stats, state.opt_state),
+      (one.params, one.batch_stats, one.opt_state),
+    )
+    for name in m:
+      np.testing.assert_array_equal(metrics[name][k], m[name][0], err_msg=name)
+  if jax.default_backend() == "cpu":
+    assert train.resolve_driver("auto", 1) == "turn" and train.resolve_driver("auto", 2) == "python"
+    assert train.seeds_per_call("auto", 5, 1) == 1 and train.seeds_per_call("auto", 4, 2) == 2
+    assert models.resolve_conv_impl("auto", 1) == "xla" and models.resolve_conv_impl("auto", 2) == "im2col"
+  with pytest.raises(ValueError, match="one device"):
+    train.resolve_driver("turn", 2)

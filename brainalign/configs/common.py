@@ -69,6 +69,7 @@ RULE_CONFIGS = {
     conv_init="torch_default",
     conv_bias=False,
     pre_bn_relu=False,
+    diagnostics=True,
     reference=dict(
       inference_steps=10,
       inference_rate=0.02,
@@ -77,7 +78,6 @@ RULE_CONFIGS = {
       update_clip=0.01,
       readout_learning_rate=1e-3,
       prediction_bias=True,
-      diagnostics=True,
     ),
     standard=dict(
       inference_steps=10,
@@ -91,7 +91,6 @@ RULE_CONFIGS = {
       eps=1e-8,
       schedule="cosine_per_epoch",
       schedule_epochs=40,
-      diagnostics=True,
     ),
   ),
   # STDP (brainalign/rules/stdp.py); conv -> ReLU -> BN -> ReLU -> pool (pre_bn_relu, docs/methods.md §3.1).
@@ -184,7 +183,7 @@ def base_config() -> ml_collections.ConfigDict:
       augment_flip=True,
       epoch_driver="auto",
     )
-  )  # "python" loop of jitted steps (CPU) | "scan" (GPU/TPU)
+  )  # auto: "turn" (seeds one after another, CPU, one device) | "python" (vmapped seeds, CPU) | "scan" (GPU/TPU)
 
   c.brain = ml_collections.ConfigDict(
     dict(

@@ -26,7 +26,7 @@ from absl import logging
 
 from brainalign import devices, io
 from brainalign.errors import ConfigError
-from brainalign.report import figures, render, section, tables
+from brainalign.report import figures, progress, render, section, tables
 from brainalign.report import run as run_lib
 from brainalign.report import settings as settings_lib
 from brainalign.report.settings import FAMILIES, correct_family, layer_mapping, partial_forms
@@ -59,11 +59,15 @@ def report(workdir: str | pathlib.Path, overrides: Mapping | None = None) -> dic
   merged: dict[str, list] = {}
   writer = devices.is_writer()
   bodies, first = [], None
-  for k, (res, pairs_name) in enumerate(sections(run, s)):
-    logging.info(
-      "Report section %d px / %s pairs: bootstrap of B = %d resamples", res, pairs_name, int(s.bootstrap_samples)
-    )
-    sec = section.compute(run, res, pairs_name, s, resamples)
+  todo = list(sections(run, s))
+  durations = []  # wall seconds of the sections done (for the estimate of the others)
+  for k, (res, pairs_name) in enumerate(todo):
+    label = f"Report section {k + 1}/{len(todo)} ({res} px, {pairs_name} pairs)"
+    logging.info("%s: bootstrap of B = %d resamples", label, int(s.bootstrap_samples))
+    parts = section.bootstrap_parts(run, res)
+    bar = progress.SectionProgress(label, resamples.shape[0], parts, len(todo) - k - 1, tuple(durations))
+    sec = section.compute(run, res, pairs_name, s, resamples, progress=bar)
+    durations.append(bar.close())
     first = first or sec
     t = tables.all_tables(sec, s)
     for name, df in t.items():

@@ -128,8 +128,9 @@ def _ceiling_note(run: run_lib.Run, comparator: str) -> str:
   return f"raw Nili bounds ({kind} lower, all-RDMs upper), pooled as rsatoolbox pools for `{comparator}`"
 
 
-def compute(run: run_lib.Run, res: int, pairs_name: str, s, resamples: jax.Array) -> Section:
-  """Bootstraps one section (see the module docstring). s: resolved stats settings (`settings.resolve`)."""
+def compute(run: run_lib.Run, res: int, pairs_name: str, s, resamples: jax.Array, progress=None) -> Section:
+  """Bootstraps one section (see the module docstring). s: resolved stats settings (`settings.resolve`).
+  progress: a `brainalign.report.progress.SectionProgress` (its bar and estimate), or None."""
   brain, flat = run.probe.brain, run.probe.flat[pairs_name]
   n = len(brain.stimuli)
   i, j = np.triu_indices(n, k=1)
@@ -147,6 +148,7 @@ def compute(run: run_lib.Run, res: int, pairs_name: str, s, resamples: jax.Array
     model_chunk=int(s.model_chunk),
     mean_rdm=True,
     mesh=_resample_mesh(),
+    **_chunking(progress, 0, resamples),
   )
   rho_rdm = np.asarray(out["rho"], np.float64)  # [B1, V, R, S]
   if s.comparator == "spearman":  # the run's own numbers: equal to alignment.csv by construction
@@ -178,12 +180,25 @@ def compute(run: run_lib.Run, res: int, pairs_name: str, s, resamples: jax.Array
     controls=(),
     heatmap_vectors={},
   )
-  return dataclasses.replace(
-    sec, **_partial(run, sec, s, model, brain_v, pairs, resamples), heatmap_vectors=_heatmaps(run, sec, res, s)
-  )
+  partial = _partial(run, sec, s, model, brain_v, pairs, resamples, progress)
+  return dataclasses.replace(sec, **partial, heatmap_vectors=_heatmaps(run, sec, res, s))
 
 
-def _partial(run, sec: Section, s, model, brain_v, pairs, resamples) -> dict:
+def _chunking(progress, part: int, resamples) -> dict:
+  """chunk/progress arguments of the bootstraps: a few resamples per call when progress is shown."""
+  if progress is None:
+    return {}
+  from brainalign.report.progress import chunk_size
+
+  return {"chunk": chunk_size(int(resamples.shape[0])), "progress": progress.callback(part)}
+
+
+def bootstrap_parts(run: run_lib.Run, res: int) -> int:
+  """How many bootstraps a section runs: RSA, plus partial RSA where the run stored control RDMs."""
+  return 1 + bool(run.probe.controls.get(res))
+
+
+def _partial(run, sec: Section, s, model, brain_v, pairs, resamples, progress=None) -> dict:
   """Partial RSA (pixel and luminance RDMs controlled) at each rule's last checkpoint and each ROI's layer (the
   mapped one, or the seed's best by the point estimate), on the same resamples. -> {partial, controls}."""
   controls = run.probe.controls.get(sec.res)
@@ -213,6 +228,7 @@ def _partial(run, sec: Section, s, model, brain_v, pairs, resamples) -> dict:
     forms=settings_lib.partial_forms(s),
     batch_size=int(s.batch_size),
     mesh=_resample_mesh(),
+    **_chunking(progress, 1, resamples),
   )
   v_idx = inv.reshape(rows.shape)[..., None]  # [Ru, R, Se, 1]
   k_idx = (np.arange(s_count)[None, :] * r_count + np.arange(r_count)[:, None])[None, :, None, :]  # [1, R, 1, S]

@@ -22,6 +22,7 @@ angle (degrees) between the FA update and the true BP gradient of the same batch
 between each W and its B (their alignment).
 """
 
+import functools
 from typing import Any
 
 import jax
@@ -48,6 +49,36 @@ def xavier_normal(key: jax.Array, shape: tuple, dtype=jnp.float32) -> jax.Array:
   return jax.random.normal(key, shape, dtype) * np.sqrt(2.0 / (fan_in + fan_out))
 
 
+_WHERE = {
+  "reference": "conv->conv only; FC layers exact (reproduces the reference FA/BP hybrid, docs/methods.md §6.4)",
+  "standard": "at every layer incl. FC (Lillicrap et al. 2016)",
+  "dfa": "from the output error straight to every hidden layer (direct FA, Nøkland 2016)",
+}
+
+
+def _init_feedback(params, key, *, variant: str, layers: tuple) -> dict:
+  """{"feedback": {layer: B}}: xavier-normal B shaped like the layer's kernel, or [classes, layer width] (dfa)."""
+  keys = jax.random.split(key, len(layers))
+  if variant == "dfa":  # B_l: [classes, output width of layer l]
+    k = params["fc2"]["kernel"].shape[-1]
+    return {
+      "feedback": {name: xavier_normal(kk, (k, params[name]["kernel"].shape[-1])) for name, kk in zip(layers, keys)}
+    }
+  return {"feedback": {name: xavier_normal(k, params[name]["kernel"].shape) for name, k in zip(layers, keys)}}
+
+
+def _angles(params, updates, true_grads, feedback: dict, variant: str) -> dict:
+  """Diagnostics: the angle of each layer's FA update to the true gradient, and (not dfa) of W to B."""
+  out = diagnostics.per_layer(
+    diagnostics.angle_degrees, updates, true_grads, diagnostics.conv_and_fc_layers(params), "angle_fa_vs_bp"
+  )
+  if variant != "dfa":
+    out.update(
+      {f"angle_w_vs_b_{name}": diagnostics.angle_degrees(params[name]["kernel"], b) for name, b in feedback.items()}
+    )
+  return out
+
+
 def create(model: Any, rule_config: Any, *, steps_per_epoch: int) -> LearningRule:
   """FA of `rule_config.variant`; optimiser clip -> L2 -> SGD momentum -> per-epoch cosine from the variant's
   block `rule_config.<variant>` (learning_rate, momentum, weight_decay, clip_norm, schedule, schedule_epochs)."""
@@ -61,15 +92,6 @@ def create(model: Any, rule_config: Any, *, steps_per_epoch: int) -> LearningRul
     )
   layers = FEEDBACK_LAYERS[variant]
   diagnostics_on = bool(rule_config.diagnostics)
-
-  def init_fn(params, key):
-    keys = jax.random.split(key, len(layers))
-    if variant == "dfa":  # B_l: [classes, output width of layer l]
-      k = params["fc2"]["kernel"].shape[-1]
-      return {
-        "feedback": {name: xavier_normal(kk, (k, params[name]["kernel"].shape[-1])) for name, kk in zip(layers, keys)}
-      }
-    return {"feedback": {name: xavier_normal(k, params[name]["kernel"].shape) for name, k in zip(layers, keys)}}
 
   def loss_fn(p, batch_stats, batch, key, feedback=None, error_signals=None):
     (logits, _), new_vars = model.apply(
@@ -97,29 +119,13 @@ def create(model: Any, rule_config: Any, *, steps_per_epoch: int) -> LearningRul
     metrics = {"loss": loss, "accuracy": losses.accuracy(logits, batch["label"])}
     if diagnose and diagnostics_on:
       true_grads = jax.grad(lambda p: loss_fn(p, batch_stats, batch, key)[0])(params)
-      metrics.update(
-        diagnostics.per_layer(
-          diagnostics.angle_degrees, updates, true_grads, diagnostics.conv_and_fc_layers(params), "angle_fa_vs_bp"
-        )
-      )
-      if variant != "dfa":
-        metrics.update(
-          {
-            f"angle_w_vs_b_{name}": diagnostics.angle_degrees(params[name]["kernel"], b)
-            for name, b in rule_state["feedback"].items()
-          }
-        )
+      metrics.update(_angles(params, updates, true_grads, rule_state["feedback"], variant))
     return updates, new_stats, rule_state, metrics
 
-  where = {
-    "reference": "conv->conv only; FC layers exact (reproduces the reference FA/BP hybrid, docs/methods.md §6.4)",
-    "standard": "at every layer incl. FC (Lillicrap et al. 2016)",
-    "dfa": "from the output error straight to every hidden layer (direct FA, Nøkland 2016)",
-  }[variant]
   return LearningRule(
-    init=init_fn,
+    init=functools.partial(_init_feedback, variant=variant, layers=layers),
     update=update_fn,
     optimizer=optim.torch_sgd(rule_config[variant], steps_per_epoch),
-    description=f"feedback alignment, {variant} variant: fixed xavier-normal B {where}; "
+    description=f"feedback alignment, {variant} variant: fixed xavier-normal B {_WHERE[variant]}; "
     "SGD momentum, L2 in the gradient, global-norm clip, per-epoch cosine",
   )

@@ -28,6 +28,7 @@ of every epoch), the cosine between each layer's PC update and the BP gradient o
 forward network on the same batch (`cos_pc_vs_bp_<layer>`).
 """
 
+import functools
 from typing import Any
 
 import jax
@@ -50,6 +51,13 @@ def energy_metrics(energy: jax.Array, max_points: int = 11) -> dict:
   out = {f"energy_step{t:02d}": energy[t] for t in keep}
   out["energy_fall_fraction"] = jnp.mean(energy[1:] < energy[:-1]) if steps else jnp.float32(1.0)
   return out
+
+
+def inference_unroll(steps: int) -> int:
+  """How far the inference loop's `lax.scan` is unrolled: fully on the CPU backend, where convolutions inside
+  a loop body run several times slower than the same convolutions outside one (jax-ml/jax#12868; see
+  bench/README.md), not at all elsewhere. The same steps are computed either way."""
+  return max(int(steps), 1) if jax.default_backend() == "cpu" else 1
 
 
 # ---------------------------------------------------------------- reference variant: building blocks
@@ -130,28 +138,16 @@ def reference_inference(params, rule_state, acts, *, impl, steps, rate):
     )
     return new, energy(e1, e2)
 
-  r, energies = jax.lax.scan(step, tuple(acts), None, length=steps)
+  r, energies = jax.lax.scan(step, tuple(acts), None, length=steps, unroll=inference_unroll(steps))
   return r, jnp.concatenate([energies, energy(*errors(r))[None]])
 
 
-def _reference(model, rc, steps_per_epoch):
+def _reference(model, rc, steps_per_epoch, *, diagnostics_on: bool):
   del steps_per_epoch
   impl = model.conv_impl
   if model.pre_bn_relu or model.conv_bias:
     raise ValueError("pc reference: the study's PC network has bias-free convs in conv -> BN -> ReLU -> pool order")
   steps, rate = int(rc.inference_steps), float(rc.inference_rate)
-  diagnostics_on = bool(rc.diagnostics)
-
-  def init_fn(params, key):
-    """P2: [3,3,C1,C2], P3: [3,3,C2,C3], PyTorch's default ConvTranspose2d init U(±1/sqrt(9·C_out))."""
-    c1, c2, c3 = (params[f"conv{i}"]["kernel"].shape[-1] for i in (1, 2, 3))
-    state = {}
-    for name, (cx, cy), k in zip(("P2", "P3"), ((c1, c2), (c2, c3)), jax.random.split(key)):
-      kk, kb = jax.random.split(k)
-      state[name] = {"kernel": models.torch_default_kernel_init(kk, (3, 3, cx, cy))}
-      if rc.prediction_bias:
-        state[name]["bias"] = models.torch_default_bias_init(9 * cx)(kb, (cx,))
-    return state
 
   def infer(params, batch_stats, rule_state, x, use_batch):
     acts, stats = _feed_forward(params, batch_stats, x, impl=impl, use_batch=use_batch)
@@ -204,24 +200,10 @@ def _reference(model, rc, steps_per_epoch):
     _, r, _, _ = infer(variables["params"], variables["batch_stats"], variables["rule_state"], images, False)
     return models.readout_head(variables["params"], r[2])[0]
 
-  labels = lambda params: {
-    k: jax.tree.map(
-      lambda _, k=k: "local" if k in ("conv1", "conv2") else "readout" if k in ("fc1", "fc2") else "frozen", v
-    )
-    for k, v in params.items()
-  }
-  optimizer = optax.multi_transform(
-    {
-      "local": optax.sgd(rc.local_learning_rate),
-      "readout": optax.adam(rc.readout_learning_rate),
-      "frozen": optax.set_to_zero(),
-    },
-    labels,
-  )
   return LearningRule(
-    init=init_fn,
+    init=functools.partial(_reference_init, prediction_bias=bool(rc.prediction_bias)),
     update=update_fn,
-    optimizer=optimizer,
+    optimizer=_reference_optimizer(rc),
     features=features_fn,
     logits=logits_fn,
     description=f"predictive coding, reference variant: reproduces the study's defective rule "
@@ -229,6 +211,36 @@ def _reference(model, rc, steps_per_epoch):
     "top-down predictions, clipped rank-1 channel-mean updates of W1/W2 only "
     "(W3, P2, P3, BN affine never trained), Adam readout on the inferred r3; "
     "features from the inference loop",
+  )
+
+
+def _reference_init(params, key, *, prediction_bias: bool) -> dict:
+  """P2: [3,3,C1,C2], P3: [3,3,C2,C3], PyTorch's default ConvTranspose2d init U(±1/sqrt(9·C_out))."""
+  c1, c2, c3 = (params[f"conv{i}"]["kernel"].shape[-1] for i in (1, 2, 3))
+  state = {}
+  for name, (cx, cy), k in zip(("P2", "P3"), ((c1, c2), (c2, c3)), jax.random.split(key)):
+    kk, kb = jax.random.split(k)
+    state[name] = {"kernel": models.torch_default_kernel_init(kk, (3, 3, cx, cy))}
+    if prediction_bias:
+      state[name]["bias"] = models.torch_default_bias_init(9 * cx)(kb, (cx,))
+  return state
+
+
+def _reference_optimizer(rc) -> optax.GradientTransformation:
+  """SGD for the local W1/W2 updates, Adam for the readout, nothing else moves."""
+  labels = lambda params: {
+    k: jax.tree.map(
+      lambda _, k=k: "local" if k in ("conv1", "conv2") else "readout" if k in ("fc1", "fc2") else "frozen", v
+    )
+    for k, v in params.items()
+  }
+  return optax.multi_transform(
+    {
+      "local": optax.sgd(rc.local_learning_rate),
+      "readout": optax.adam(rc.readout_learning_rate),
+      "frozen": optax.set_to_zero(),
+    },
+    labels,
   )
 
 
@@ -289,7 +301,7 @@ def standard_inference(params, batch_stats, xs, image, labels, *, layers, steps,
     e, g = jax.value_and_grad(energy_fn)(xs)
     return jax.tree.map(lambda x, d: x - rate * d, xs, g), e
 
-  xs, energies = jax.lax.scan(step, xs, None, length=steps)
+  xs, energies = jax.lax.scan(step, xs, None, length=steps, unroll=inference_unroll(steps))
   return xs, jnp.concatenate([energies, energy_fn(xs)[None]])
 
 
@@ -303,10 +315,9 @@ def standard_weight_updates(params, batch_stats, xs, image, labels, *, layers, o
   return jax.tree.map(lambda g: g / (output_weight * n), grad)
 
 
-def _standard(model, rc, steps_per_epoch):
+def _standard(model, rc, steps_per_epoch, *, diagnostics_on: bool):
   layers = _standard_layers(model)
   steps, rate, beta = int(rc.inference_steps), float(rc.inference_rate), float(rc.output_weight)
-  diagnostics_on = bool(rc.diagnostics)
 
   def init_fn(params, key):
     del params, key
@@ -359,9 +370,10 @@ def _cosine_with_bp(model, params, batch_stats, batch, updates, layers):
 
 
 def create(model: Any, rule_config: Any, *, steps_per_epoch: int) -> LearningRule:
-  """PC rule of the configured variant (`rule_config.variant`), hyper-parameters from rule_config.<variant>."""
+  """PC rule of the configured variant (`rule_config.variant`), hyper-parameters from rule_config.<variant>;
+  `rule_config.diagnostics` (as for FA) turns on the cosines with the BP gradient."""
   variant = rule_config.variant
   if variant not in VARIANTS:
     raise ValueError(f"pc: variant must be one of {VARIANTS}, got {variant!r}")
   build = _reference if variant == "reference" else _standard
-  return build(model, rule_config[variant], steps_per_epoch)
+  return build(model, rule_config[variant], steps_per_epoch, diagnostics_on=bool(rule_config.diagnostics))

@@ -193,6 +193,31 @@ def _forward_loss(params, batch_stats, x, labels, *, impl):
   return losses.cross_entropy(logits, labels), (logits, inputs, stats)
 
 
+def is_stdp(path: tuple) -> bool:
+  """The parameters STDP changes: the conv kernels (path = (layer, name))."""
+  return path[0] in ("conv1", "conv2", "conv3") and path[-1] == "kernel"
+
+
+def _without_stdp_kernels(grads: dict) -> dict:
+  """The gradient tree with its conv-kernel entries zeroed (they are replaced by the STDP change)."""
+  return {k: {n: (jnp.zeros_like(g) if is_stdp((k, n)) else g) for n, g in v.items()} for k, v in grads.items()}
+
+
+def _description(variant: str, rc: Any) -> str:
+  if variant == "reference":
+    return (
+      "STDP, reference variant: REPRODUCES A DEFECTIVE RULE (docs/methods.md §6.2): first-spike times of "
+      "channel means, post-after-pre depresses (sign opposite to the stated rule), ≤ 6.3e-7 per "
+      "step, one value per channel pair copied to all taps; convs stay ≈ at initialisation; "
+      "FC1/FC2/BN affine by Adam"
+    )
+  return (
+    f"STDP, standard variant: pair-based trace STDP at every position (pre before post "
+    f"potentiates), soft bounds [{float(rc.w_min)}, {float(rc.w_max)}], IF neurons, {rc.time_steps} steps, "
+    f"k-WTA {rc.k_wta or 'off'}; FC1/FC2/BN affine by Adam"
+  )
+
+
 def create(model: Any, rule_config: Any, *, steps_per_epoch: int) -> LearningRule:
   """STDP rule of the configured variant; hyper-parameters from rule_config.<variant>."""
   del steps_per_epoch
@@ -207,15 +232,10 @@ def create(model: Any, rule_config: Any, *, steps_per_epoch: int) -> LearningRul
   rc = rule_config[variant]
   impl = model.conv_impl
   lr, w_min, w_max = float(rc.learning_rate), float(rc.w_min), float(rc.w_max)
-  is_stdp = lambda path: path[0] in ("conv1", "conv2", "conv3") and path[-1] == "kernel"
 
   def init_fn(params, key):
     del params, key
     return optax.EmptyState()
-
-  def split_grads(params, grads):
-    """Zero the conv-kernel entries of a gradient tree (they are replaced by the STDP change)."""
-    return {k: {n: (jnp.zeros_like(g) if is_stdp((k, n)) else g) for n, g in v.items()} for k, v in grads.items()}
 
   def update_fn(params, batch_stats, rule_state, batch, key):
     x, labels = batch["image"], batch["label"]
@@ -238,7 +258,7 @@ def create(model: Any, rule_config: Any, *, steps_per_epoch: int) -> LearningRul
         deltas[f"conv{i}"], metrics[f"post_rate_conv{i}"] = _standard_layer(
           k, inputs[i - 1], params[f"conv{i}"]["kernel"], impl=impl, rc=rc
         )
-    updates = split_grads(params, grads)
+    updates = _without_stdp_kernels(grads)
     for k, dw in deltas.items():
       updates[k] = dict(updates[k], kernel=-dw)  # sgd(lr) turns −ΔW into W += lr ΔW
     metrics.update(
@@ -255,17 +275,6 @@ def create(model: Any, rule_config: Any, *, steps_per_epoch: int) -> LearningRul
 
   labels = lambda params: {k: {n: ("stdp" if is_stdp((k, n)) else "readout") for n in v} for k, v in params.items()}
   optimizer = optax.multi_transform({"stdp": optax.sgd(lr), "readout": optax.adam(rc.readout_learning_rate)}, labels)
-  if variant == "reference":
-    description = (
-      "STDP, reference variant: REPRODUCES A DEFECTIVE RULE (docs/methods.md §6.2): first-spike times of "
-      "channel means, post-after-pre depresses (sign opposite to the stated rule), ≤ 6.3e-7 per "
-      "step, one value per channel pair copied to all taps; convs stay ≈ at initialisation; "
-      "FC1/FC2/BN affine by Adam"
-    )
-  else:
-    description = (
-      f"STDP, standard variant: pair-based trace STDP at every position (pre before post "
-      f"potentiates), soft bounds [{w_min}, {w_max}], IF neurons, {rc.time_steps} steps, "
-      f"k-WTA {rc.k_wta or 'off'}; FC1/FC2/BN affine by Adam"
-    )
-  return LearningRule(init=init_fn, update=update_fn, optimizer=optimizer, project=project, description=description)
+  return LearningRule(
+    init=init_fn, update=update_fn, optimizer=optimizer, project=project, description=_description(variant, rc)
+  )

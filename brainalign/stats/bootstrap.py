@@ -69,10 +69,8 @@ def _finish(sims, lower, upper, model_bad, brain_bad, s_count):
 PLAN_MIN_RESAMPLES = 64
 
 
-def _bootstrap_impl(
-  model_vectors, brain_vectors, i, j, resamples, *, n, method, batch_size, model_chunk, mean_rdm, rank_plan
-):
-  s_count = brain_vectors.shape[0]
+def _prepare_impl(model_vectors, brain_vectors, *, method, mean_rdm, rank_plan):
+  """What every resample shares: the vectors' keys (and rank plans) and their NaN flags, computed once."""
   if mean_rdm:  # the subject-mean RDM (element-wise mean of the raw dissimilarities) as one more "subject"
     brain_vectors = jnp.concatenate([brain_vectors, jnp.mean(brain_vectors, axis=0, keepdims=True)])
   model_data, model_bad = _prepare_vectors(model_vectors, method)
@@ -82,6 +80,12 @@ def _bootstrap_impl(
     brain_data = (brain_data, *_tau_order(brain_data))
   elif method in _RANKED and rank_plan:  # sort every vector once; each resample ranks by gathers + a prefix sum
     model_data, brain_data = ranks.rank_plan(model_data), ranks.rank_plan(brain_data)
+  return model_data, model_bad, brain_data, brain_bad
+
+
+def _resamples_impl(prepared, i, j, resamples, *, n, method, batch_size, model_chunk, s_count):
+  """The statistics of every resample row [B, n] on the prepared vectors (`_prepare_impl`)."""
+  model_data, model_bad, brain_data, brain_bad = prepared
   pool_bins = _pool_bins(s_count, n * (n - 1) // 2)
 
   def one(idx):  # [n] stimulus indices of one resample
@@ -93,9 +97,40 @@ def _bootstrap_impl(
   return lax.map(one, resamples, batch_size=batch_size)
 
 
-_bootstrap = jax.jit(
-  _bootstrap_impl, static_argnames=("n", "method", "batch_size", "model_chunk", "mean_rdm", "rank_plan")
-)
+_prepare = jax.jit(_prepare_impl, static_argnames=("method", "mean_rdm", "rank_plan"))
+_resamples = jax.jit(_resamples_impl, static_argnames=("n", "method", "batch_size", "model_chunk", "s_count"))
+
+
+def in_chunks(run, resamples: jax.Array, chunk: int | None, progress=None):
+  """run(rows [b, n]) -> pytree with leading axis b, evaluated `chunk` rows at a time (the last chunk padded
+  with copies of row 0 so that every call has the same shape and compiles once; the padding is dropped).
+
+  progress: called as progress(rows done, rows in all) after each chunk. chunk None (or >= B): one call.
+  Every row is computed by the same program whatever the chunking, so the results do not depend on it."""
+  b = int(resamples.shape[0])
+  if not chunk or chunk >= b:
+    out = run(resamples)
+    if progress is not None:
+      jax.block_until_ready(out)
+      progress(b, b)
+    return out
+  parts = []
+  for start in range(0, b, chunk):
+    rows = resamples[start : start + chunk]
+    if rows.shape[0] < chunk:
+      rows = jnp.concatenate([rows, jnp.broadcast_to(resamples[:1], (chunk - rows.shape[0], resamples.shape[1]))])
+    parts.append(jax.block_until_ready(run(rows)))
+    if progress is not None:
+      progress(min(start + chunk, b), b)
+  return jax.tree.map(lambda *xs: jnp.concatenate(xs)[:b], *parts)
+
+
+def chunk_rows(chunk: int | None, batch_size: int, mesh) -> int | None:
+  """`chunk` rounded up to a multiple of batch_size x devices (so chunking never regroups a lax.map batch)."""
+  if not chunk:
+    return None
+  unit = int(batch_size) * (int(mesh.devices.size) if mesh is not None else 1)
+  return -(-int(chunk) // unit) * unit
 
 
 @functools.lru_cache(maxsize=16)
@@ -171,8 +206,11 @@ def bootstrap_rsa(
   mean_rdm: bool = False,
   rank_plan: bool | None = None,
   mesh=None,
+  chunk: int | None = None,
+  progress=None,
 ) -> dict:
-  """RSA of every model RDM vs every (ROI, subject) and the noise ceiling, on every resample, in one call.
+  """RSA of every model RDM vs every (ROI, subject) and the noise ceiling, on every resample, in one call
+  (or one call per `chunk` resamples, after one shared preparation of the vectors).
 
   Args:
     model_vectors: [V, P] model dissimilarities over the pair set (one row per condition, e.g. every
@@ -196,6 +234,9 @@ def bootstrap_rsa(
       least `PLAN_MIN_RESAMPLES` resamples. Both give identical ranks.
     mesh: a one-axis `jax.sharding.Mesh` (brainalign.devices.resample_mesh) to split the resamples over its
       devices, or None; the rows and so the results are the same whatever the device count.
+    chunk: evaluate this many resamples per compiled call (rounded up to a multiple of batch_size x devices),
+      e.g. to report progress; None = all in one call. The results do not depend on it.
+    progress: progress(rows done, rows in all) after each call (`in_chunks`).
   Returns:
     {"rho": [B, V, R, S], "noise_lower": [B, R], "noise_upper": [B, R]} float32, plus "rho_mean_rdm"
     [B, V, R] if mean_rdm; NaN where a vector contains NaN (degenerate RDM) or a resample leaves no variance.
@@ -204,20 +245,15 @@ def bootstrap_rsa(
   model_vectors, brain_vectors, (i, j), resamples = _checked(model_vectors, brain_vectors, pairs, resamples, n, method)
   model_chunk = max(1, min(int(model_chunk), model_vectors.shape[0]))
   plan = bool(resamples.shape[0] >= PLAN_MIN_RESAMPLES if rank_plan is None else rank_plan)
-  static = dict(
-    n=int(n),
-    method=method,
-    batch_size=int(batch_size),
-    model_chunk=model_chunk,
-    mean_rdm=bool(mean_rdm),
-    rank_plan=plan,
-  )
-  if mesh is not None and mesh.devices.size > 1:
-    run = _over_resamples(_bootstrap_impl, mesh, 5, **static)
-    rho, lower, upper = _split_resamples(run, resamples, mesh, model_vectors, brain_vectors, i, j)
-  else:
-    rho, lower, upper = _bootstrap(model_vectors, brain_vectors, i, j, resamples, **static)
   s_count = brain_vectors.shape[0]
+  prepared = _prepare(model_vectors, brain_vectors, method=method, mean_rdm=bool(mean_rdm), rank_plan=plan)
+  static = dict(n=int(n), method=method, batch_size=int(batch_size), model_chunk=model_chunk, s_count=s_count)
+  if mesh is not None and mesh.devices.size > 1:
+    split = _over_resamples(_resamples_impl, mesh, 4, **static)
+    run = lambda rows: _split_resamples(split, rows, mesh, prepared, i, j)
+  else:
+    run = lambda rows: _resamples(prepared, i, j, rows, **static)
+  rho, lower, upper = in_chunks(run, resamples, chunk_rows(chunk, batch_size, mesh), progress)
   out = {"rho": rho[..., :s_count], "noise_lower": lower, "noise_upper": upper}
   if mean_rdm:
     out["rho_mean_rdm"] = rho[..., s_count]

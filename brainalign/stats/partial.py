@@ -10,7 +10,7 @@ from jax import lax
 
 from brainalign import rsa
 from brainalign.ranks import order_keys
-from brainalign.stats.bootstrap import _over_resamples, _split_resamples
+from brainalign.stats.bootstrap import _over_resamples, _split_resamples, chunk_rows, in_chunks
 from brainalign.stats.kernels import _grid, _prepare_vectors, _scores
 
 # ----------------------------------------------------------------------------------------------------
@@ -97,12 +97,15 @@ def _partial_one(rx, ry, rz, w, forms):
   return out
 
 
-def _bootstrap_partial_impl(model_vectors, brain_vectors, controls, i, j, resamples, *, forms, batch_size):
+def _partial_prepare_impl(model_vectors, brain_vectors, controls):
+  """The order keys and NaN flags of every vector, shared by all resamples."""
+  return tuple(_prepare_vectors(v, "spearman") for v in (model_vectors, brain_vectors, controls))
+
+
+def _partial_resamples_impl(prepared, i, j, resamples, *, forms, batch_size):
+  (x_keys, x_bad), (y_keys, y_bad), (z_keys, z_bad) = prepared
   n = resamples.shape[1]
   p = i.shape[0]
-  x_keys, x_bad = _prepare_vectors(model_vectors, "spearman")
-  y_keys, y_bad = _prepare_vectors(brain_vectors, "spearman")
-  z_keys, z_bad = _prepare_vectors(controls, "spearman")
 
   def one(idx):  # [n] stimulus indices of one resample -> {form: [C, V, K]}
     counts = jnp.zeros(n, jnp.float32).at[idx].add(1.0)
@@ -113,6 +116,10 @@ def _bootstrap_partial_impl(model_vectors, brain_vectors, controls, i, j, resamp
   out = lax.map(one, resamples, batch_size=batch_size)
   bad = z_bad[:, None, None] | x_bad[None, :, None] | y_bad[None, None, :]
   return {f: jnp.where(bad[None], jnp.nan, v) for f, v in out.items()}
+
+
+_partial_prepare = jax.jit(_partial_prepare_impl)
+_partial_resamples = jax.jit(_partial_resamples_impl, static_argnames=("forms", "batch_size"))
 
 
 def bootstrap_partial(
@@ -126,8 +133,11 @@ def bootstrap_partial(
   forms: tuple[str, ...] = PARTIAL_FORMS,
   batch_size: int = 1,
   mesh=None,
+  chunk: int | None = None,
+  progress=None,
 ) -> dict:
-  """Partial Spearman RSA (`partial_spearman`) on every stimulus resample, in one compiled call.
+  """Partial Spearman RSA (`partial_spearman`) on every stimulus resample, in one compiled call (or one per
+  `chunk` resamples: see `bootstrap_rsa`; the results do not depend on it).
 
   The same machinery as `bootstrap_rsa`: a resample is the integer pair weights w = c_i c_j (c = draws
   per stimulus), which equals indexing the RDMs by the resample and dropping duplicated stimuli's
@@ -145,6 +155,7 @@ def bootstrap_partial(
     n: number of stimuli. forms: subset of ("reference", "closed"). batch_size: resamples per lax.map step.
     mesh: a one-axis `jax.sharding.Mesh` (brainalign.devices.resample_mesh) to split the resamples over its
       devices, or None; the rows and so the results are the same whatever the device count.
+    chunk, progress: as for `bootstrap_rsa`.
   Returns:
     {form: float32 [B, C, V, K]}; NaN where a vector has NaN or the control explains it completely.
   """
@@ -164,15 +175,14 @@ def bootstrap_partial(
   resamples = jnp.asarray(resamples, jnp.int32)
   if resamples.ndim != 2 or resamples.shape[1] != n:
     raise ValueError(f"resamples must be [B, n={n}], got {resamples.shape}")
+  prepared = _partial_prepare(model_vectors, brain_vectors, controls)
+  static = dict(forms=forms, batch_size=int(batch_size))
   if mesh is not None and mesh.devices.size > 1:
-    run = _over_resamples(_bootstrap_partial_impl, mesh, 6, forms=forms, batch_size=int(batch_size))
-    return _split_resamples(run, resamples, mesh, model_vectors, brain_vectors, controls, i, j)
-  return _bootstrap_partial(
-    model_vectors, brain_vectors, controls, i, j, resamples, forms=forms, batch_size=int(batch_size)
-  )
-
-
-_bootstrap_partial = jax.jit(_bootstrap_partial_impl, static_argnames=("forms", "batch_size"))
+    split = _over_resamples(_partial_resamples_impl, mesh, 4, **static)
+    run = lambda rows: _split_resamples(split, rows, mesh, prepared, i, j)
+  else:
+    run = lambda rows: _partial_resamples(prepared, i, j, rows, **static)
+  return in_chunks(run, resamples, chunk_rows(chunk, batch_size, mesh), progress)
 
 
 def pixel_rdm_vector(images: np.ndarray, pairs: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
