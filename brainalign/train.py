@@ -202,7 +202,12 @@ def make_epoch_runner(
   loop = _python_loop(parts, shared_last=last_step is None)
   if resolved == "turn":
     return _turn_runner(loop, per_seed_data=per_seed_data)
-  return lambda state, images, labels: _host(loop(state, images, labels))
+
+  def run_epoch(state, images, labels):
+    state, metrics = loop(state, images, labels)
+    return state, _host(metrics)  # the state stays on its devices; only the metrics come to the host
+
+  return run_epoch
 
 
 def _placed_jit(shardings: tuple | None) -> Callable:
