@@ -211,12 +211,9 @@ def test_vmapped_seeds_equal_seeds_trained_one_at_a_time(driver):
     )
 
 
-@pytest.mark.parametrize("driver", ["python", "scan"])
-def test_diagnostic_last_step_changes_nothing_but_adds_metrics_of_the_last_batch(driver):
-  """An epoch whose last step asks FA for its diagnostics ends in exactly the state of a plain epoch; loss is
-  the mean over the epoch's steps (oracle: the steps run one by one here), the angles come from the last step."""
-  model = models.CNN(conv_impl="im2col", **SMALL)
-  fa_config = ml_collections.ConfigDict(
+def _fa_standard_config() -> ml_collections.ConfigDict:
+  """FA, standard variant, diagnostics on, a constant SGD schedule (the driver tests' rule)."""
+  return ml_collections.ConfigDict(
     dict(
       variant="standard",
       conv_init="kaiming_normal",
@@ -227,11 +224,11 @@ def test_diagnostic_last_step_changes_nothing_but_adds_metrics_of_the_last_batch
       ),
     )
   )
-  rule = rules.create("fa", model, fa_config, steps_per_epoch=3)
-  rng = np.random.default_rng(3)
-  images = jnp.asarray(rng.integers(0, 256, (24, 32, 32, 3), dtype=np.uint8))
-  labels = jnp.asarray(rng.integers(0, 10, 24).astype(np.int32))
-  make = functools.partial(
+
+
+def _step_factory(model, rule):
+  """make(diagnose=False) -> the train step of batch 8, 3 steps per epoch, crop + flip (the driver tests')."""
+  return functools.partial(
     train.make_train_step,
     model,
     rule,
@@ -242,6 +239,18 @@ def test_diagnostic_last_step_changes_nothing_but_adds_metrics_of_the_last_batch
     pad=4,
     flip=True,
   )
+
+
+@pytest.mark.parametrize("driver", ["python", "scan"])
+def test_diagnostic_last_step_changes_nothing_but_adds_metrics_of_the_last_batch(driver):
+  """An epoch whose last step asks FA for its diagnostics ends in exactly the state of a plain epoch; loss is
+  the mean over the epoch's steps (oracle: the steps run one by one here), the angles come from the last step."""
+  model = models.CNN(conv_impl="im2col", **SMALL)
+  rule = rules.create("fa", model, _fa_standard_config(), steps_per_epoch=3)
+  rng = np.random.default_rng(3)
+  images = jnp.asarray(rng.integers(0, 256, (24, 32, 32, 3), dtype=np.uint8))
+  labels = jnp.asarray(rng.integers(0, 10, 24).astype(np.int32))
+  make = _step_factory(model, rule)
   plain = train.make_epoch_runner(make(), steps_per_epoch=3, driver=driver)
   diag = train.make_epoch_runner(make(), steps_per_epoch=3, driver=driver, last_step=make(diagnose=True))
   start = _state(model, rule, (5, 6))
@@ -306,33 +315,12 @@ def test_turn_driver_gives_each_seed_its_one_seed_run_exactly(per_seed_data):
   metrics of the 'python' driver run on that seed alone (the same one-seed program), the diagnostic last step
   included; shared and per-seed data. And 'auto' on one CPU device is 'turn', on several 'python'."""
   model = models.CNN(conv_impl="xla", **SMALL)
-  fa_config = ml_collections.ConfigDict(
-    dict(
-      variant="standard",
-      conv_init="kaiming_normal",
-      conv_bias=True,
-      diagnostics=True,
-      standard=dict(
-        learning_rate=1e-2, momentum=0.9, weight_decay=1e-4, clip_norm=1.0, schedule="constant", schedule_epochs=1
-      ),
-    )
-  )
-  rule = rules.create("fa", model, fa_config, steps_per_epoch=3)
+  rule = rules.create("fa", model, _fa_standard_config(), steps_per_epoch=3)
   rng = np.random.default_rng(5)
   shape = (3, 24) if per_seed_data else (24,)
   images = jnp.asarray(rng.integers(0, 256, (*shape, 32, 32, 3), dtype=np.uint8))
   labels = jnp.asarray(rng.integers(0, 10, shape).astype(np.int32))
-  make = functools.partial(
-    train.make_train_step,
-    model,
-    rule,
-    batch_size=8,
-    steps_per_epoch=3,
-    mean=np.full(3, 0.5, np.float32),
-    std=np.full(3, 0.25, np.float32),
-    pad=4,
-    flip=True,
-  )
+  make = _step_factory(model, rule)
   kw = dict(steps_per_epoch=3, per_seed_data=per_seed_data, last_step=make(diagnose=True))
   turn = train.make_epoch_runner(make(), driver="turn", **kw)
   alone = train.make_epoch_runner(make(), driver="python", **kw)
