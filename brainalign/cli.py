@@ -178,8 +178,8 @@ def main(argv: list[str] | None = None, *, stdout: TextIO | None = None, stderr:
   argv = list(sys.argv if argv is None else argv)
   stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
   show_traceback = "--traceback" in argv
-  runtime.enable_compilation_cache()
   try:
+    runtime.enable_compilation_cache()
     opts = _parse(argv)
     show_traceback = opts["traceback"] or flags.FLAGS["verbosity"].value >= 1
     if opts["distributed"] or opts["coordinator_address"]:

@@ -15,6 +15,7 @@ changing a single number, applied before any work so a user never has to think a
   disables it; `JAX_COMPILATION_CACHE_DIR` set by the user wins): a second run, and every rule whose program
   equals an earlier rule's (e.g. the feature extractor), loads the compiled program instead of compiling it.
   Compiled programs are keyed by their HLO, jax version and device, so a cache entry never changes a result.
+  It is limited to `$BRAINALIGN_XLA_CACHE_GB` GiB (default 2; least recently used programs are evicted).
 """
 
 import os
@@ -117,4 +118,26 @@ def enable_compilation_cache() -> pathlib.Path | None:
   jax.config.update("jax_compilation_cache_dir", str(path))
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  # A size limit turns on jax's least-recently-used eviction and its file lock (filelock), so the cache
+  # never grows without bound and concurrent runs never read a half-written entry.
+  jax.config.update("jax_compilation_cache_max_size", cache_max_bytes())
   return path
+
+
+def cache_max_bytes(environ: dict | None = None) -> int:
+  """The compilation cache's size limit: `$BRAINALIGN_XLA_CACHE_GB` GiB (default 2), least recently used
+  programs evicted first."""
+  environ = os.environ if environ is None else environ
+  raw = environ.get("BRAINALIGN_XLA_CACHE_GB", "") or "2"
+  try:
+    gib = float(raw)
+  except ValueError:
+    gib = float("nan")
+  if not gib > 0:
+    from brainalign import errors
+
+    raise errors.ConfigError(
+      f"environment variable BRAINALIGN_XLA_CACHE_GB: expected a positive number of GiB, got {raw!r}",
+      hint="unset it for the default of 2 GiB, or set BRAINALIGN_XLA_CACHE=off to disable the cache",
+    )
+  return int(gib * 2**30)
