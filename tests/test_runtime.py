@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from brainalign import runtime
+from brainalign import errors, runtime
 
 
 def test_malloc_env_extends_tunables_once_and_respects_the_switch(monkeypatch):
@@ -40,6 +40,14 @@ def test_cache_dir_rules(tmp_path):
   assert runtime.cache_dir({"BRAINALIGN_XLA_CACHE": "off"}) is None
   assert runtime.cache_dir({"BRAINALIGN_XLA_CACHE": str(tmp_path)}) == tmp_path
   assert runtime.cache_dir({}) == pathlib.Path("~/.cache/brainalign/xla").expanduser()
+
+
+def test_cache_size_limit_in_gib_and_a_bad_value_names_the_variable():
+  assert runtime.cache_max_bytes({}) == 2 * 2**30
+  assert runtime.cache_max_bytes({"BRAINALIGN_XLA_CACHE_GB": "0.5"}) == 2**29
+  for bad in ("lots", "0", "-1", "nan"):
+    with pytest.raises(errors.ConfigError, match="BRAINALIGN_XLA_CACHE_GB"):
+      runtime.cache_max_bytes({"BRAINALIGN_XLA_CACHE_GB": bad})
 
 
 def test_report_gets_one_host_device_per_core(monkeypatch):
