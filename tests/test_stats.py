@@ -438,6 +438,26 @@ def test_weighted_ranks_equal_scipy_ranks_of_the_expanded_vector():
     np.testing.assert_array_equal(planned[w > 0], want)
 
 
+@pytest.mark.parametrize("capacity", [None, 6])
+def test_rank_plan_is_numpy_stable_argsort_and_searchsorted_on_every_branch(monkeypatch, capacity):
+  """The plan of each vector (no ties; a few; more than PLAN_TIE_CAPACITY, the key/value-sort branch when the
+  capacity is lowered to 6) equals numpy's stable argsort and the searchsorted bounds of each entry's run."""
+  if capacity is not None:
+    monkeypatch.setattr(ranks, "PLAN_TIE_CAPACITY", capacity)
+  rng = np.random.default_rng(3)
+  few = rng.standard_normal(400)
+  few[[3, 50, 51, 399]] = few[7]  # one tie run of 5 entries
+  vectors = np.stack([rng.permutation(400), few, np.round(rng.standard_normal(400) * 4)]).astype(np.float32)
+  keys = np.asarray(ranks.order_keys(jax.numpy.asarray(vectors)))
+  order, lo, hi = (np.asarray(a) for a in ranks.rank_plan(jax.numpy.asarray(keys)))
+  for r, k in enumerate(keys):
+    want = np.argsort(k, kind="stable")
+    s = k[want]
+    np.testing.assert_array_equal(order[r], want)
+    np.testing.assert_array_equal(lo[r], np.searchsorted(s, k, "left"))
+    np.testing.assert_array_equal(hi[r], np.searchsorted(s, k, "right"))
+
+
 @pytest.mark.parametrize("rank_plan", [False, True])
 def test_chunked_bootstrap_equals_one_call_and_reports_progress(toy, rank_plan):
   """The report's progress runs the bootstraps a few resamples per call (the last chunk padded): every row is
